@@ -1,0 +1,14 @@
+# DeepLabV3+-R50-D8 + random perceptual loss on Cityscapes 769x769 (paper Table 6).
+_base_ = ['mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-40k_cityscapes-769x769.py']
+# Inherited as in the paper (Sec. 4.2): SGD lr 0.01, poly power 0.9, 40k iters,
+# base batch = 4 GPUs x 2 images = 8.
+custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+model = dict(
+    type='PerceptualDistillSegmentor',
+    # Paper: 'the same architecture, but the backbone is replaced with ResNet101'.
+    # Teacher: DeepLabV3+-R101-D8 of the same recipe, mmseg model zoo (79.46 mIoU).
+    teacher=dict(
+        config='mmseg::deeplabv3plus/deeplabv3plus_r101-d8_4xb2-40k_cityscapes-769x769.py',
+        checkpoint='https://download.openmmlab.com/mmsegmentation/v0.5/deeplabv3plus/deeplabv3plus_r101-d8_769x769_40k_cityscapes/deeplabv3plus_r101-d8_769x769_40k_cityscapes_20200606_114304-ff414b9e.pth'),  # noqa: E501
+    # lambda of Eq. 2
+    loss_perc=dict(type='RandomPerceptualLoss', loss_weight=0.1))

@@ -1,0 +1,13 @@
+# PSPNet-R18-D8 + random perceptual loss on Cityscapes 769x769 (paper Table 6).
+_base_ = ['../pspnet/pspnet_r18-d8_4xb2-40k_cityscapes-769x769.py']
+# Inherited as in the paper (Sec. 4.2): SGD lr 0.01, poly power 0.9, 40k iters,
+# base batch = 4 GPUs x 2 images = 8.
+custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+model = dict(
+    type='PerceptualDistillSegmentor',
+    # Teacher: PSPNet-R101-D8 of the same recipe, mmseg model zoo (79.08 mIoU).
+    teacher=dict(
+        config='mmseg::pspnet/pspnet_r101-d8_4xb2-40k_cityscapes-769x769.py',
+        checkpoint='https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/pspnet_r101-d8_769x769_40k_cityscapes/pspnet_r101-d8_769x769_40k_cityscapes_20200606_112753-61c6f5be.pth'),  # noqa: E501
+    # lambda of Eq. 2
+    loss_perc=dict(type='RandomPerceptualLoss', loss_weight=0.1))

@@ -1,0 +1,13 @@
+# PSPNet-R18-D8 + random perceptual loss on ADE20K 512x512 (paper Table 6).
+_base_ = ['../pspnet/pspnet_r18-d8_4xb4-80k_ade20k-512x512.py']
+# Inherited as in the paper (Sec. 4.2): SGD lr 0.01, poly power 0.9, 80k iters,
+# base batch = 4 GPUs x 4 images = 16.
+custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+model = dict(
+    type='PerceptualDistillSegmentor',
+    # Teacher: PSPNet-R101-D8 of the same recipe, mmseg model zoo (43.57 mIoU).
+    teacher=dict(
+        config='mmseg::pspnet/pspnet_r101-d8_4xb4-80k_ade20k-512x512.py',
+        checkpoint='https://download.openmmlab.com/mmsegmentation/v0.5/pspnet/pspnet_r101-d8_512x512_80k_ade20k/pspnet_r101-d8_512x512_80k_ade20k_20200614_031423-b6e782f0.pth'),  # noqa: E501
+    # lambda of Eq. 2
+    loss_perc=dict(type='RandomPerceptualLoss', loss_weight=0.1))

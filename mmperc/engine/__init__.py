@@ -1,0 +1,4 @@
+"""Engine components (hooks)."""
+from .hooks import SafeCheckpointHook
+
+__all__ = ['SafeCheckpointHook']

@@ -1,0 +1,4 @@
+"""Hooks."""
+from .safe_checkpoint_hook import SafeCheckpointHook, decode_message_hub, encode_message_hub
+
+__all__ = ['SafeCheckpointHook', 'decode_message_hub', 'encode_message_hub']

@@ -1,0 +1,337 @@
+"""Random perceptual loss (Liu et al., "Generic Perceptual Loss for Modeling Structured
+Output Dependencies", CVPR 2021)."""
+from typing import List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.registry import MODELS
+from mmseg.models.losses.utils import weight_reduce_loss
+from torch import Tensor
+
+from .random_vgg import InitType, RandomVGG
+
+_ACTIVATIONS = ('softmax', 'sigmoid', 'none')
+_CRITERIA = ('mse', 'l1')
+_REDUCTIONS = ('none', 'mean', 'sum')
+ResizeType = Union[None, float, int, Tuple[int, int]]
+
+
+def _activate(x: Tensor, activation: str) -> Tensor:
+    """Apply ``'softmax'`` (over channels), ``'sigmoid'`` or ``'none'``."""
+    if activation == 'softmax':
+        return x.softmax(dim=1)
+    if activation == 'sigmoid':
+        return x.sigmoid()
+    return x
+
+
+def _check_finite(x: Tensor, name: str) -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(
+            f'RandomPerceptualLoss got a non-finite (NaN/Inf) {name}: lower the learning '
+            'rate or enable gradient clipping; a NaN teacher output means a broken teacher '
+            'checkpoint')
+
+
+def labels_to_onehot(labels: Tensor, num_classes: int, ignore_index: Optional[int],
+                     dtype: torch.dtype) -> Tuple[Tensor, Optional[Tensor]]:
+    """Turn a label map into one-hot maps and the mask of valid pixels.
+
+    Args:
+        labels (Tensor): Integer labels ``(N, H, W)``.
+        num_classes (int): Number of channels of the prediction. With 1 the
+            labels are binary (0/1) masks.
+        ignore_index (int, optional): Label excluded from the loss.
+        dtype (torch.dtype): Dtype of the returned one-hot tensor.
+
+    Returns:
+        tuple[Tensor, Tensor | None]: ``(N, C, H, W)`` one-hot maps (zero at
+        ignored pixels) and the ``(N, H, W)`` bool mask of valid pixels, or
+        None when no pixel is ignored.
+
+    Raises:
+        ValueError: A label is neither in ``[0, C)`` (``{0, 1}`` for ``C=1``)
+            nor ``ignore_index``.
+    """
+    valid = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
+    upper = 2 if num_classes == 1 else num_classes
+    bad = valid & ((labels < 0) | (labels >= upper))
+    if bool(bad.any()):
+        found = labels[bad].unique()[:8].tolist()
+        raise ValueError(
+            f'target labels must lie in [0, {upper}) or equal ignore_index={ignore_index}, '
+            f'but found {found}: check num_classes of the head / in_channels of the loss, '
+            'or the dataset\'s reduce_zero_label')
+    safe = torch.where(valid, labels, torch.zeros_like(labels))
+    if num_classes == 1:
+        onehot = safe.unsqueeze(1).to(dtype)
+    else:
+        onehot = F.one_hot(safe.long(), num_classes).permute(0, 3, 1, 2).to(dtype)
+    if bool(valid.all()):
+        return onehot, None
+    return onehot * valid.unsqueeze(1).to(dtype), valid
+
+
+def _resize_size(size: Tuple[int, int], resize: ResizeType) -> Optional[Tuple[int, int]]:
+    """The size the loss is evaluated at, or None to keep ``size``."""
+    if resize is None:
+        return None
+    if isinstance(resize, (tuple, list)):
+        return int(resize[0]), int(resize[1])
+    return max(1, int(round(size[0] * resize))), max(1, int(round(size[1] * resize)))
+
+
+@MODELS.register_module()
+class RandomPerceptualLoss(nn.Module):
+    """The generic (random) perceptual loss of Liu et al., CVPR 2021.
+
+    ``loss = sum_j w_j * mean(criterion(phi_r^j(act(pred)), phi_r^j(target)))``
+    where ``phi_r`` is a frozen, randomly initialised VGG-style network
+    (:class:`RandomVGG`, Sections 3.1-3.2), ``j`` indexes its blocks and ``w_j``
+    are ``layer_weights`` (the final block alone by default, Section 4.1.2).
+    The target branch runs without autograd; only the prediction gets gradients.
+
+    Used with ground truth, it drops into an mmseg head unchanged::
+
+        loss_decode=[
+            dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+            dict(type='RandomPerceptualLoss', loss_weight=0.1)]
+
+    For teacher soft labels (the paper's Eq. 2) see
+    :class:`mmperc.models.PerceptualDistillSegmentor`.
+
+    Args:
+        num_convs (Sequence[int]): Convolutions per block. Defaults to
+            ``(2, 2, 3, 3, 3)`` (VGG16, Section 4.2).
+        channels (Sequence[int]): Output channels per block. Defaults to
+            ``(64, 128, 256, 512, 512)``.
+        kernel_size (int): Kernel size of every convolution (Table 3).
+            Defaults to 3.
+        downsample (str): ``'maxpool'``, ``'avgpool'`` or ``'conv'``
+            (supplementary S2.2). Defaults to ``'maxpool'``.
+        init (str | dict): ``'paper'`` (N(0, 2/(k*k*c_in)), Section 3.2),
+            ``'xavier'``, ``dict(type='normal', std=s)`` or
+            ``dict(type='uniform', a=a)`` (Table 4). Defaults to ``'paper'``.
+        layer_weights (Sequence[float], optional): One weight per block for the
+            multi-level variant, e.g. ``(1/16, 1/8, 1/4, 1/2, 1)``. None uses
+            the final block only. Defaults to None.
+        criterion (str): ``'mse'`` (Eq. 3) or ``'l1'``. Defaults to ``'mse'``.
+        in_channels (int, optional): Channels of the prediction. None infers
+            them on the first call. Defaults to None.
+        pred_activation (str): ``'softmax'`` for logits, ``'sigmoid'`` for
+            binary/instance masks, ``'none'`` for depth or probabilities.
+            Defaults to ``'softmax'``.
+        target_activation (str): Applied to a float target: ``'softmax'``
+            (teacher logits), ``'sigmoid'`` or ``'none'`` (probabilities,
+            depth). Integer targets are one-hot encoded instead. Defaults to
+            ``'softmax'``.
+        resize (float | tuple[int, int], optional): Evaluate the loss at a
+            reduced resolution: a scale factor (e.g. 0.5) or an ``(h, w)``
+            size. Both sides are resized bilinearly after activation. None
+            keeps the input size. Defaults to None.
+        seed (int): Seed of the loss network's private generator: every
+            process, restart and resume sees the same network. Defaults to 0.
+        check_finite (bool): Raise ``ValueError`` on NaN/Inf inputs (one
+            device sync per call). Defaults to True.
+        reduction (str): ``'none'``, ``'mean'`` or ``'sum'`` over the
+            embedding's elements. Defaults to ``'mean'``.
+        loss_weight (float): Weight of the loss, the paper's lambda = 0.1
+            (Eq. 2). Defaults to 1.0.
+        loss_name (str): Name of the loss item; the ``loss_`` prefix puts it
+            in the backward graph. Defaults to ``'loss_perc'``.
+
+    Shape:
+        - pred: ``(N, C, H, W)`` logits (or masks/depth with ``C=1``).
+        - target: ``(N, C, H, W)`` float, or ``(N, H, W)`` integer labels.
+        - output: scalar, or the ``(N, C_j, H_j, W_j)`` distance map of the
+          single weighted block for ``reduction='none'``.
+    """
+
+    def __init__(self,
+                 num_convs: Sequence[int] = (2, 2, 3, 3, 3),
+                 channels: Sequence[int] = (64, 128, 256, 512, 512),
+                 kernel_size: int = 3,
+                 downsample: str = 'maxpool',
+                 init: InitType = 'paper',
+                 layer_weights: Optional[Sequence[float]] = None,
+                 criterion: str = 'mse',
+                 in_channels: Optional[int] = None,
+                 pred_activation: str = 'softmax',
+                 target_activation: str = 'softmax',
+                 resize: ResizeType = None,
+                 seed: int = 0,
+                 check_finite: bool = True,
+                 reduction: str = 'mean',
+                 loss_weight: float = 1.0,
+                 loss_name: str = 'loss_perc') -> None:
+        super().__init__()
+        for name, value, options in (('criterion', criterion, _CRITERIA),
+                                     ('pred_activation', pred_activation, _ACTIVATIONS),
+                                     ('target_activation', target_activation, _ACTIVATIONS),
+                                     ('reduction', reduction, _REDUCTIONS)):
+            if value not in options:
+                raise ValueError(f'{name} must be one of {options}, but got {value!r}')
+        self.network = RandomVGG(
+            in_channels=in_channels,
+            num_convs=num_convs,
+            channels=channels,
+            kernel_size=kernel_size,
+            downsample=downsample,
+            init=init,
+            seed=seed)
+        if layer_weights is not None:
+            layer_weights = tuple(float(w) for w in layer_weights)
+            if len(layer_weights) != self.network.num_blocks:
+                raise ValueError(
+                    f'layer_weights needs one weight per block ({self.network.num_blocks}), '
+                    f'but got {len(layer_weights)}: {layer_weights}')
+        self.layer_weights = layer_weights
+        if resize is not None and not isinstance(resize, (tuple, list)) and not resize > 0:
+            raise ValueError(f'resize must be a positive scale or an (h, w) size, but got {resize!r}')
+        if isinstance(resize, (tuple, list)) and len(resize) != 2:
+            raise ValueError(f'resize as a size must be (h, w), but got {resize!r}')
+        self.resize = resize
+        self.criterion = criterion
+        self.pred_activation = pred_activation
+        self.target_activation = target_activation
+        self.check_finite = check_finite
+        self.reduction = reduction
+        self.loss_weight = loss_weight
+        if not loss_name.startswith('loss_'):
+            raise ValueError(f"loss_name must start with 'loss_' to be back-propagated, got {loss_name!r}")
+        self._loss_name = loss_name
+
+    @property
+    def loss_name(self) -> str:
+        """Name of the loss item in the losses dict (``loss_`` prefix: backpropagated)."""
+        return self._loss_name
+
+    def _inputs(self, pred: Tensor, target: Tensor, ignore_index: Optional[int],
+                valid_mask: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """Activated prediction and target, and the mask of valid pixels."""
+        if pred.dim() != 4:
+            raise ValueError(f'pred must be (N, C, H, W), but got shape {tuple(pred.shape)}')
+        if not pred.is_floating_point():
+            raise TypeError(f'pred must be a float tensor, but got {pred.dtype}')
+        if self.network.in_channels is not None and pred.shape[1] != self.network.in_channels:
+            raise ValueError(
+                f'pred has {pred.shape[1]} channels but in_channels={self.network.in_channels}: '
+                'set in_channels to the number of classes of the head (or None to infer it)')
+        if self.check_finite:
+            _check_finite(pred, 'prediction')
+        n, c, h, w = pred.shape
+        if target.is_floating_point():
+            if target.shape != pred.shape:
+                raise ValueError(
+                    f'a float target must have the prediction\'s shape {tuple(pred.shape)}, but '
+                    f'got {tuple(target.shape)}: resize the teacher output to the prediction '
+                    '(mmseg.models.utils.resize) or pass integer labels (N, H, W)')
+            if self.check_finite:
+                _check_finite(target, 'target')
+            target = _activate(target.detach(), self.target_activation)
+            valid = None
+        else:
+            if target.shape != (n, h, w):
+                raise ValueError(
+                    f'integer labels must be (N, H, W) = {(n, h, w)}, but got '
+                    f'{tuple(target.shape)}: resize the labels or the prediction')
+            target, valid = labels_to_onehot(target, c, ignore_index, torch.float32)
+        if valid_mask is not None:
+            if valid_mask.shape != (n, h, w):
+                raise ValueError(f'valid_mask must be (N, H, W) = {(n, h, w)}, got {tuple(valid_mask.shape)}')
+            valid = valid_mask.bool() if valid is None else valid & valid_mask.bool()
+        pred = _activate(pred, self.pred_activation)
+        if valid is not None:
+            mask = valid.unsqueeze(1)
+            pred = pred * mask.to(pred.dtype)
+            target = target * mask.to(target.dtype)
+        size = _resize_size((h, w), self.resize)
+        if size is not None and size != (h, w):
+            pred = F.interpolate(pred, size=size, mode='bilinear', align_corners=False)
+            target = F.interpolate(target.to(pred.dtype), size=size, mode='bilinear', align_corners=False)
+        return pred, target.to(pred.dtype), valid
+
+    def _distances(self, pred: Tensor, target: Tensor) -> List[Tuple[float, Tensor]]:
+        """``(layer weight, elementwise distance)`` of every block that counts."""
+        if self.layer_weights is None:
+            num_blocks, weights = self.network.num_blocks, [0.0] * (self.network.num_blocks - 1) + [1.0]
+        else:
+            weights = list(self.layer_weights)
+            num_blocks = max(i + 1 for i, wt in enumerate(weights) if wt != 0) if any(weights) else 1
+        with torch.no_grad():
+            target_feats = self.network(target, num_blocks)
+        pred_feats = self.network(pred, num_blocks)
+        out = []
+        for wt, fp, ft in zip(weights, pred_feats, target_feats):
+            if wt == 0:
+                continue
+            diff = fp.float() - ft.float()
+            out.append((wt, diff.square() if self.criterion == 'mse' else diff.abs()))
+        return out
+
+    def _reduce(self, distance: Tensor, weight: Optional[Tensor], reduction: str,
+                avg_factor: Optional[float]) -> Tensor:
+        """mmseg's ``weight_reduce_loss`` with ``weight`` brought to the embedding's shape."""
+        if weight is not None:
+            weight = weight.to(distance.dtype)
+            if weight.dim() == 1:
+                weight = weight.view(-1, 1, 1, 1)
+            elif weight.dim() == 3:
+                weight = F.adaptive_avg_pool2d(weight.unsqueeze(1), distance.shape[-2:])
+            else:
+                raise ValueError(
+                    f'weight must be per sample (N,) or per pixel (N, H, W), but got '
+                    f'shape {tuple(weight.shape)}')
+            weight = weight.expand(distance.shape[0], 1, *distance.shape[-2:])
+        return weight_reduce_loss(distance, weight, reduction, avg_factor)
+
+    def forward(self,
+                pred: Tensor,
+                target: Tensor,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None,
+                ignore_index: Optional[int] = 255,
+                valid_mask: Optional[Tensor] = None) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            pred (Tensor): Prediction ``(N, C, H, W)``, before ``pred_activation``.
+            target (Tensor): Float ``(N, C, H, W)`` (before ``target_activation``)
+                or integer labels ``(N, H, W)``.
+            weight (Tensor, optional): Per-sample ``(N,)`` or per-pixel
+                ``(N, H, W)`` weights (averaged onto the embedding grid).
+                Defaults to None.
+            avg_factor (float, optional): Divide the summed loss by this instead
+                of the element count. Defaults to None.
+            reduction_override (str, optional): Overrides ``reduction``.
+                Defaults to None.
+            ignore_index (int, optional): Label excluded from both sides before
+                the embedding (integer targets). Defaults to 255.
+            valid_mask (Tensor, optional): ``(N, H, W)`` bool mask; pixels
+                outside it are zeroed on both sides. Defaults to None.
+
+        Returns:
+            Tensor: The weighted loss.
+        """
+        if reduction_override not in (None, ) + _REDUCTIONS:
+            raise ValueError(f'reduction_override must be None or one of {_REDUCTIONS}, got {reduction_override!r}')
+        reduction = reduction_override or self.reduction
+        pred, target, _ = self._inputs(pred, target, ignore_index, valid_mask)
+        distances = self._distances(pred, target)
+        if reduction == 'none' and len(distances) > 1:
+            raise ValueError(
+                "reduction='none' returns one embedding-shaped map, so it needs a single "
+                'weighted block: use layer_weights=None or reduction=\'mean\'')
+        loss = None
+        for wt, distance in distances:
+            term = wt * self._reduce(distance, weight, reduction, avg_factor)
+            loss = term if loss is None else loss + term
+        return self.loss_weight * loss
+
+    def extra_repr(self) -> str:
+        return (f'layer_weights={self.layer_weights}, criterion={self.criterion!r}, '
+                f'pred_activation={self.pred_activation!r}, '
+                f'target_activation={self.target_activation!r}, resize={self.resize!r}, '
+                f'loss_weight={self.loss_weight}')

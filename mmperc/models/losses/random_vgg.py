@@ -1,0 +1,218 @@
+"""The frozen, randomly initialised VGG-style embedding network of the random perceptual loss."""
+import math
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+InitType = Union[str, Dict]
+
+_DOWNSAMPLE_MODES = ('maxpool', 'avgpool', 'conv')
+_NAMED_INITS = ('paper', 'xavier')
+_DICT_INITS = ('normal', 'uniform')
+
+
+def _check_init(init: InitType) -> None:
+    """Raise a clear error for an unknown ``init`` option."""
+    if isinstance(init, str):
+        if init not in _NAMED_INITS:
+            raise ValueError(
+                f"init must be one of {_NAMED_INITS} or a dict such as "
+                f"dict(type='normal', std=0.01) / dict(type='uniform', a=0.01), "
+                f'but got {init!r}')
+        return
+    if not isinstance(init, dict):
+        raise TypeError(f'init must be a str or a dict, but got {type(init).__name__}')
+    init_type = init.get('type')
+    expected = {'normal': {'type', 'std'}, 'uniform': {'type', 'a'}}
+    if init_type not in _DICT_INITS:
+        raise ValueError(f"init dict type must be one of {_DICT_INITS}, but got {init_type!r}")
+    if set(init) != expected[init_type]:
+        raise ValueError(
+            f'init dict of type {init_type!r} takes exactly the keys '
+            f'{sorted(expected[init_type])}, but got {sorted(init)}')
+    scale = init['std'] if init_type == 'normal' else init['a']
+    if not isinstance(scale, (int, float)) or scale <= 0:
+        raise ValueError(f'init {init_type!r} needs a positive scale, but got {scale!r}')
+
+
+def _init_conv_weight(weight: Tensor, init: InitType, generator: torch.Generator) -> None:
+    """Fill a conv weight ``(c_out, c_in, k, k)`` in place from ``generator``.
+
+    ``'paper'`` is Section 3.2 of Liu et al. (CVPR 2021): zero-mean Gaussian with
+    std ``sqrt(2 / n_l)``, ``n_l = k * k * c_in``, which keeps ``Var[e_L]`` constant
+    through ReLU layers (Eq. 5). ``'xavier'`` is Xavier-normal (gain 1); the dict
+    forms are the fixed-scale alternatives of the paper's Table 4.
+    """
+    c_out, c_in, kh, kw = weight.shape
+    fan_in, fan_out = c_in * kh * kw, c_out * kh * kw
+    if init == 'paper':
+        weight.normal_(0.0, math.sqrt(2.0 / fan_in), generator=generator)
+    elif init == 'xavier':
+        weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)), generator=generator)
+    elif init['type'] == 'normal':
+        weight.normal_(0.0, float(init['std']), generator=generator)
+    else:
+        a = float(init['a'])
+        weight.uniform_(-a, a, generator=generator)
+
+
+class RandomVGG(nn.Module):
+    """A VGG-style stack of frozen random convolutions, the ``phi_r`` of the paper.
+
+    Block ``i`` is ``num_convs[i]`` convolutions (``kernel_size``, stride 1, padding
+    that keeps the size, ReLU after each) followed by a 2x downsampling. The
+    embedding of a block is its output after the downsampling, so VGG16 has 13
+    convolutions and 5 poolings as in Section 4.2 of the paper.
+
+    The weights are generated on the CPU in float32 from a private
+    ``torch.Generator`` seeded with ``seed``, in a fixed order, so any process
+    building the same structure gets bit-identical weights and the global RNG is
+    untouched. They are non-persistent buffers: they never enter ``state_dict``
+    and no optimizer sees them. With ``in_channels=None`` they are generated on
+    the first call from the input's channel count; the result is identical to
+    building with that ``in_channels`` explicitly.
+
+    Args:
+        in_channels (int, optional): Input channels (classes for segmentation,
+            1 for masks or depth). None infers it on the first call.
+        num_convs (Sequence[int]): Convolutions per block, ``N_1..N_k`` of
+            Section 3.1. Defaults to ``(2, 2, 3, 3, 3)`` (VGG16).
+        channels (Sequence[int]): Output channels per block. Defaults to
+            ``(64, 128, 256, 512, 512)``.
+        kernel_size (int): Odd kernel size of every convolution (Table 3).
+            Defaults to 3.
+        downsample (str): ``'maxpool'``, ``'avgpool'`` or ``'conv'`` (stride-2
+            convolution + ReLU), supplementary S2.2. Defaults to ``'maxpool'``.
+        init (str | dict): ``'paper'``, ``'xavier'``,
+            ``dict(type='normal', std=s)`` or ``dict(type='uniform', a=a)``.
+            Defaults to ``'paper'``.
+        seed (int): Seed of the private generator. Defaults to 0.
+
+    Shape:
+        - Input: ``(N, in_channels, H, W)`` with ``H, W >= 2 ** len(num_convs)``.
+        - Output: a list with one ``(N, channels[i], H / 2**(i+1), W / 2**(i+1))``
+          tensor per block.
+    """
+
+    def __init__(self,
+                 in_channels: Optional[int] = None,
+                 num_convs: Sequence[int] = (2, 2, 3, 3, 3),
+                 channels: Sequence[int] = (64, 128, 256, 512, 512),
+                 kernel_size: int = 3,
+                 downsample: str = 'maxpool',
+                 init: InitType = 'paper',
+                 seed: int = 0) -> None:
+        super().__init__()
+        num_convs, channels = tuple(num_convs), tuple(channels)
+        if len(num_convs) == 0 or len(num_convs) != len(channels):
+            raise ValueError(
+                f'num_convs {num_convs} and channels {channels} must be non-empty and '
+                'of the same length (one entry per block)')
+        if any(int(n) < 1 for n in num_convs) or any(int(c) < 1 for c in channels):
+            raise ValueError('every entry of num_convs and channels must be >= 1')
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(
+                f'kernel_size must be a positive odd int (padding keeps the size), '
+                f'but got {kernel_size!r}')
+        if downsample not in _DOWNSAMPLE_MODES:
+            raise ValueError(f'downsample must be one of {_DOWNSAMPLE_MODES}, but got {downsample!r}')
+        if in_channels is not None and (not isinstance(in_channels, int) or in_channels < 1):
+            raise ValueError(f'in_channels must be a positive int or None, but got {in_channels!r}')
+        _check_init(init)
+        self.num_convs = num_convs
+        self.channels = channels
+        self.kernel_size = kernel_size
+        self.downsample = downsample
+        self.init = init
+        self.seed = int(seed)
+        self.in_channels: Optional[int] = None
+        self._num_weights = 0
+        if in_channels is not None:
+            self._build(in_channels)
+
+    @property
+    def num_blocks(self) -> int:
+        """Number of blocks (and of downsamplings)."""
+        return len(self.num_convs)
+
+    @property
+    def min_size(self) -> int:
+        """Smallest input height/width the stack accepts."""
+        return 2**self.num_blocks
+
+    def _layer_shapes(self, in_channels: int) -> List[Tuple[int, int, int]]:
+        """``(c_in, c_out, kernel)`` of every convolution, in generation order."""
+        shapes = []
+        c_in = in_channels
+        for n, c_out in zip(self.num_convs, self.channels):
+            for _ in range(n):
+                shapes.append((c_in, c_out, self.kernel_size))
+                c_in = c_out
+            if self.downsample == 'conv':
+                shapes.append((c_out, c_out, self.kernel_size))
+        return shapes
+
+    def _build(self, in_channels: int, device: Optional[torch.device] = None) -> None:
+        """Generate the weights for ``in_channels`` and register them as buffers."""
+        generator = torch.Generator(device='cpu').manual_seed(self.seed)
+        for i, (c_in, c_out, k) in enumerate(self._layer_shapes(in_channels)):
+            weight = torch.empty(c_out, c_in, k, k, dtype=torch.float32)
+            _init_conv_weight(weight, self.init, generator)
+            self.register_buffer(f'weight{i}', weight.to(device), persistent=False)
+        self._num_weights = len(self._layer_shapes(in_channels))
+        self.in_channels = in_channels
+
+    def weights(self) -> List[Tensor]:
+        """The conv weights in generation order (biases are zero, Section 3.2)."""
+        return [getattr(self, f'weight{i}') for i in range(self._num_weights)]
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise ``ValueError`` naming the fix if ``x`` cannot be embedded."""
+        if x.dim() != 4:
+            raise ValueError(f'the loss network takes (N, C, H, W) input, but got shape {tuple(x.shape)}')
+        if self.in_channels is not None and x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'the loss network was built for in_channels={self.in_channels} but the input '
+                f'has {x.shape[1]} channels: set in_channels to the number of classes (or 1 '
+                'for masks/depth), or leave it None to infer it')
+        if min(x.shape[-2:]) < self.min_size:
+            raise ValueError(
+                f'input of size {tuple(x.shape[-2:])} is smaller than {self.min_size} pixels, '
+                f'the minimum for {self.num_blocks} downsamplings: use fewer blocks '
+                '(num_convs/channels) or a larger resize')
+
+    def forward(self, x: Tensor, num_blocks: Optional[int] = None) -> List[Tensor]:
+        """Embed ``x``; return the output of each of the first ``num_blocks`` blocks."""
+        if self.in_channels is None:
+            self._build(x.shape[1], device=x.device)
+        self.check_input(x)
+        num_blocks = self.num_blocks if num_blocks is None else num_blocks
+        weights = iter(self.weights())
+        pad = self.kernel_size // 2
+        feats = []
+        for n in self.num_convs[:num_blocks]:
+            for _ in range(n):
+                x = F.relu(F.conv2d(x, self._cast(next(weights), x), padding=pad), inplace=True)
+            if self.downsample == 'maxpool':
+                x = F.max_pool2d(x, 2, 2)
+            elif self.downsample == 'avgpool':
+                x = F.avg_pool2d(x, 2, 2)
+            else:
+                x = F.relu(F.conv2d(x, self._cast(next(weights), x), stride=2, padding=pad), inplace=True)
+            feats.append(x)
+        return feats
+
+    @staticmethod
+    def _cast(weight: Tensor, x: Tensor) -> Tensor:
+        """Match the input dtype outside autocast (e.g. float64); autocast casts itself."""
+        if torch.is_autocast_enabled(x.device.type) or weight.dtype == x.dtype:
+            return weight
+        return weight.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f'in_channels={self.in_channels}, num_convs={self.num_convs}, '
+                f'channels={self.channels}, kernel_size={self.kernel_size}, '
+                f'downsample={self.downsample!r}, init={self.init!r}, seed={self.seed}')

@@ -1,0 +1,219 @@
+"""EncoderDecoder that adds the random perceptual loss against a frozen teacher (Eq. 2)."""
+from typing import Callable, List, Optional
+
+import torch
+import torch.nn as nn
+from mmengine.registry import MODELS
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.segmentors import EncoderDecoder
+from mmseg.models.utils import resize
+from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
+from torch import Tensor
+
+from .teacher import CHECKPOINT_KEY, CONFIG_KEY, build_teacher
+
+
+@MODELS.register_module()
+class PerceptualDistillSegmentor(EncoderDecoder):
+    """mmseg's ``EncoderDecoder`` trained with ``CE + lambda * perceptual(student, teacher)``.
+
+    The recipe of Liu et al., CVPR 2021 (Eq. 2, Table 6). An existing mmseg
+    config gains it by inheritance; every other key of the model is inherited::
+
+        _base_ = ['mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-769x769.py']
+        custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+        model = dict(
+            type='PerceptualDistillSegmentor',
+            teacher=dict(config='mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-769x769.py',
+                         checkpoint='https://.../pspnet_r101....pth'),
+            loss_perc=dict(type='RandomPerceptualLoss', loss_weight=0.1))
+
+    The decode head keeps its own losses (``decode.loss_ce``); the perceptual
+    term is computed on the same decode-head logits and logged as
+    ``decode.loss_perc``. The teacher:
+
+    - is built and loaded only for training (in :meth:`init_weights`, or on
+      the first :meth:`loss` call), never for test or inference;
+    - is not a registered submodule: it is absent from ``state_dict``,
+      ``parameters()``, the optimizer and DDP, so student checkpoints stay
+      plain mmseg checkpoints;
+    - stays in eval mode, has ``requires_grad=False`` and runs under
+      ``no_grad`` inside the student's autocast context;
+    - may differ in architecture and output stride: both logits are resized
+      to the label size before the loss.
+
+    Args:
+        teacher (dict, optional): ``dict(config=..., checkpoint=..., cfg_options=None)``:
+            the teacher's config (path or ``'mmseg::...'``), its checkpoint
+            (path or URL) and optional overrides of its config. None trains
+            against one-hot ground truth instead. Defaults to None.
+        loss_perc (dict): The perceptual loss config. Defaults to
+            ``dict(type='RandomPerceptualLoss', loss_weight=0.1)`` (lambda of Eq. 2).
+        loss_kd (dict, optional): An optional pixel-wise distillation loss
+            called as ``loss_kd(student_logits, teacher_logits)`` at label size,
+            e.g. mmseg's ``KLDivLoss``. Needs a teacher. Defaults to None.
+        Other args: as :class:`mmseg.models.segmentors.EncoderDecoder`.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 decode_head: ConfigType,
+                 teacher: Optional[dict] = None,
+                 loss_perc: ConfigType = dict(type='RandomPerceptualLoss', loss_weight=0.1),
+                 loss_kd: OptConfigType = None,
+                 neck: OptConfigType = None,
+                 auxiliary_head: OptConfigType = None,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 pretrained: Optional[str] = None,
+                 init_cfg: OptMultiConfig = None) -> None:
+        super().__init__(
+            backbone=backbone,
+            decode_head=decode_head,
+            neck=neck,
+            auxiliary_head=auxiliary_head,
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            data_preprocessor=data_preprocessor,
+            pretrained=pretrained,
+            init_cfg=init_cfg)
+        if type(self.decode_head).loss is not BaseDecodeHead.loss:
+            raise TypeError(
+                f'{type(self.decode_head).__name__} overrides loss(); PerceptualDistillSegmentor '
+                'needs a decode head whose loss is forward() + loss_by_feat() '
+                '(BaseDecodeHead.loss), as in FCN/PSP/ASPP/DepthwiseSeparableASPP/OCR heads')
+        self.teacher_cfg = self._check_teacher_cfg(teacher)
+        if loss_kd is not None and self.teacher_cfg is None:
+            raise ValueError('loss_kd distils from a teacher: set model.teacher or drop loss_kd')
+        self.loss_perc = MODELS.build(loss_perc)
+        in_channels = getattr(getattr(self.loss_perc, 'network', None), 'in_channels', None)
+        if in_channels is not None and in_channels != self.out_channels:
+            raise ValueError(
+                f'loss_perc.in_channels={in_channels} but the decode head predicts '
+                f'{self.out_channels} classes: set them equal or leave in_channels=None')
+        self.loss_kd = MODELS.build(loss_kd) if loss_kd is not None else None
+        # Plain attribute, not a submodule: kept out of state_dict, parameters() and DDP.
+        object.__setattr__(self, '_teacher', None)
+
+    @staticmethod
+    def _check_teacher_cfg(teacher: Optional[dict]) -> Optional[dict]:
+        if teacher is None:
+            return None
+        allowed = {'config', 'checkpoint', 'cfg_options'}
+        unknown = set(teacher) - allowed
+        if unknown:
+            raise ValueError(f'model.teacher has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}')
+        if not teacher.get('config'):
+            raise ValueError(f'model.teacher needs a config: set {CONFIG_KEY}')
+        if not teacher.get('checkpoint'):
+            raise ValueError(
+                f'model.teacher needs a checkpoint: set {CHECKPOINT_KEY} to a path or URL '
+                f'(e.g. --cfg-options {CHECKPOINT_KEY}=/path/to/teacher.pth)')
+        return dict(teacher)
+
+    @property
+    def teacher(self) -> Optional[nn.Module]:
+        """The frozen teacher, built on first use (None in ground-truth mode)."""
+        if self._teacher is None and self.teacher_cfg is not None:
+            self._build_teacher()
+        return self._teacher
+
+    def _build_teacher(self) -> None:
+        device = next(self.parameters()).device
+        teacher = build_teacher(
+            self.teacher_cfg['config'],
+            self.teacher_cfg['checkpoint'],
+            cfg_options=self.teacher_cfg.get('cfg_options'),
+            device=device)
+        self._check_teacher(teacher)
+        object.__setattr__(self, '_teacher', teacher)
+
+    def _check_teacher(self, teacher: nn.Module) -> None:
+        """Fail early on class-count or input-normalisation mismatches."""
+        num_classes = getattr(getattr(teacher, 'decode_head', None), 'out_channels', None)
+        if num_classes is not None and num_classes != self.out_channels:
+            raise ValueError(
+                f'teacher predicts {num_classes} classes but the student {self.out_channels}: '
+                f'use a teacher trained on the same dataset ({CONFIG_KEY}/{CHECKPOINT_KEY}) '
+                'or the same num_classes in the student')
+        for attr in ('mean', 'std'):
+            mine = getattr(self.data_preprocessor, attr, None)
+            theirs = getattr(teacher.data_preprocessor, attr, None)
+            if (mine is None) != (theirs is None) or (
+                    mine is not None and not torch.allclose(mine.cpu().float(), theirs.cpu().float())):
+                raise ValueError(
+                    f'teacher and student data_preprocessor {attr} differ ({theirs} vs {mine}): '
+                    'the teacher sees the student\'s normalised inputs, so both configs must '
+                    'normalise images the same way')
+        mine = getattr(self.data_preprocessor, 'channel_conversion', None)
+        theirs = getattr(teacher.data_preprocessor, 'channel_conversion', None)
+        if mine != theirs:
+            raise ValueError(
+                'teacher and student data_preprocessor differ in bgr_to_rgb/rgb_to_bgr: '
+                'use the same channel order in both configs')
+
+    def init_weights(self) -> None:
+        """Initialise the student, then build and load the teacher (training only)."""
+        super().init_weights()
+        if self.teacher_cfg is not None and self._teacher is None:
+            self._build_teacher()
+
+    def train(self, mode: bool = True) -> 'PerceptualDistillSegmentor':
+        """Switch the student's mode; the teacher always stays in eval mode."""
+        super().train(mode)
+        if self._teacher is not None:
+            self._teacher.eval()
+        return self
+
+    def _apply(self, fn: Callable, recurse: bool = True) -> 'PerceptualDistillSegmentor':
+        """Move/cast the teacher together with the student (``.to()``, ``.cuda()``)."""
+        super()._apply(fn, recurse)
+        if self._teacher is not None:
+            self._teacher._apply(fn)
+        return self
+
+    @torch.no_grad()
+    def teacher_logits(self, inputs: Tensor) -> Tensor:
+        """Per-pixel class scores of the teacher for the preprocessed ``inputs``."""
+        logits = self.teacher._forward(inputs)
+        if not isinstance(logits, Tensor) or logits.dim() != 4:
+            raise TypeError(
+                f'{type(self.teacher).__name__}._forward must return (N, C, H, W) logits to '
+                f'act as a teacher, but returned {type(logits).__name__}')
+        if logits.shape[1] != self.out_channels:
+            raise ValueError(
+                f'teacher logits have {logits.shape[1]} channels but the student predicts '
+                f'{self.out_channels} classes')
+        return logits
+
+    def loss(self, inputs: Tensor, data_samples: SampleList) -> dict:
+        """Student losses plus the perceptual term (and the optional KD term)."""
+        teacher_logits = self.teacher_logits(inputs) if self.teacher_cfg is not None else None
+        x = self.extract_feat(inputs)
+        losses = self._distill_decode_head_forward_train(x, data_samples, teacher_logits)
+        if self.with_auxiliary_head:
+            losses.update(self._auxiliary_head_forward_train(x, data_samples))
+        return losses
+
+    def _distill_decode_head_forward_train(self, x: List[Tensor], data_samples: SampleList,
+                                           teacher_logits: Optional[Tensor]) -> dict:
+        """Decode-head losses with ``loss_perc`` (and ``loss_kd``) on the same logits."""
+        head = self.decode_head
+        seg_logits = head(x)
+        losses = head.loss_by_feat(seg_logits, data_samples)
+        seg_label = head._stack_batch_gt(data_samples).squeeze(1)
+        size = seg_label.shape[-2:]
+        student = resize(seg_logits, size=size, mode='bilinear', align_corners=self.align_corners)
+        if teacher_logits is None:
+            target, valid = seg_label, None
+        else:
+            target = resize(teacher_logits.float(), size=size, mode='bilinear',
+                            align_corners=self.align_corners)
+            valid = seg_label != head.ignore_index
+        losses[self.loss_perc.loss_name] = self.loss_perc(
+            student, target, ignore_index=head.ignore_index, valid_mask=valid)
+        if self.loss_kd is not None:
+            kd = self.loss_kd(student.float(), target)
+            losses[self.loss_kd.loss_name] = kd
+        return {f'decode.{k}': v for k, v in losses.items()}

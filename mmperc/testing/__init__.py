@@ -1,0 +1,13 @@
+"""Testing helpers: tiny synthetic segmentation datasets in mmseg's real on-disk formats."""
+from .config import (BASE_CONFIGS, DATASET_TYPES, dataset_cfg_overrides, point_cfg_to,
+                     set_pipeline_sizes)
+from .datasets import (KINDS, MARKER_FILE, make_ade20k, make_cityscapes, make_dataset, make_voc,
+                       voc_palette)
+from .scenes import TEXTURES, add_ignore_boundaries, class_appearance, make_scene
+
+__all__ = [
+    'BASE_CONFIGS', 'DATASET_TYPES', 'dataset_cfg_overrides', 'point_cfg_to',
+    'set_pipeline_sizes', 'KINDS', 'MARKER_FILE', 'make_ade20k', 'make_cityscapes',
+    'make_dataset', 'make_voc', 'voc_palette', 'TEXTURES', 'add_ignore_boundaries',
+    'class_appearance', 'make_scene'
+]

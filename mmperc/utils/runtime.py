@@ -1,0 +1,80 @@
+"""Prepare an mmengine config for the machine it runs on (CPU/GPU, single/distributed)."""
+import os
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from mmengine.config import Config
+from mmengine.logging import print_log
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from .sync_bn import revert_sync_bn_without_cuda
+
+SAFE_CHECKPOINT_HOOK = 'SafeCheckpointHook'
+
+
+def default_dist_backend() -> str:
+    """``MMPERC_DIST_BACKEND`` if set, else NCCL with CUDA and gloo without."""
+    return os.environ.get('MMPERC_DIST_BACKEND') or ('nccl' if torch.cuda.is_available() else 'gloo')
+
+
+def add_safe_checkpoint_hook(cfg: Config) -> None:
+    """Append :class:`~mmperc.engine.SafeCheckpointHook` to ``custom_hooks`` once."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(h.get('type') in (SAFE_CHECKPOINT_HOOK, f'mmperc.{SAFE_CHECKPOINT_HOOK}') for h in hooks):
+        hooks.append(dict(type=SAFE_CHECKPOINT_HOOK))
+    cfg.custom_hooks = hooks
+
+
+def setup_distributed(cfg: Config, launcher: str) -> None:
+    """Make ``launcher='pytorch'`` work on CPUs as well as GPUs.
+
+    mmengine 0.10's launcher calls ``torch.cuda.set_device`` and its DDP
+    wrapper passes ``device_ids``; both fail without CUDA. Without CUDA this
+    initialises a gloo process group itself (mmengine then skips its own
+    initialisation) and wraps the model in DDP without ``device_ids``.
+    """
+    if launcher == 'none':
+        return
+    backend = default_dist_backend()
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = backend
+    if torch.cuda.is_available() and backend == 'nccl':
+        return
+    if launcher != 'pytorch':
+        raise ValueError(f'launcher {launcher!r} without CUDA is not supported: use --launcher pytorch (torchrun)')
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    wrapper = dict(cfg.get('model_wrapper_cfg', None) or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    print_log(f'No CUDA: distributed run on {backend} over {dist.get_world_size()} CPU processes.',
+              logger='current')
+
+
+def prepare_cfg(cfg: Config, launcher: str = 'none') -> Config:
+    """Everything the tools do to a config before building the runner."""
+    cfg.launcher = launcher
+    revert_sync_bn_without_cuda(cfg)
+    add_safe_checkpoint_hook(cfg)
+    setup_distributed(cfg, launcher)
+    return cfg
+
+
+def build_runner(cfg: Config) -> Runner:
+    """``Runner.from_cfg`` or the config's own ``runner_type``."""
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return RUNNERS.build(cfg)
+
+
+def work_dir_for(cfg: Config, config_path: str, work_dir: Optional[str]) -> str:
+    """``--work-dir`` > ``cfg.work_dir`` > ``./work_dirs/<config name>`` (mmseg's rule)."""
+    if work_dir is not None:
+        return work_dir
+    if cfg.get('work_dir', None) is not None:
+        return cfg.work_dir
+    return os.path.join('./work_dirs', os.path.splitext(os.path.basename(config_path))[0])

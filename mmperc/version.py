@@ -1,0 +1,2 @@
+"""mmperc version."""
+__version__ = '0.1.0'

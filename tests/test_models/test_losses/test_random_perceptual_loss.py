@@ -1,0 +1,201 @@
+"""Tests of RandomPerceptualLoss: values, invariances, gradients, dtypes and errors."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmperc.models import RandomPerceptualLoss, RandomVGG
+
+SMALL = dict(num_convs=(1, 1, 1), channels=(8, 16, 16))
+
+
+def _logits(n=2, c=5, h=32, w=32, seed=0):
+    return torch.randn(n, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def _labels(n=2, c=5, h=32, w=32, seed=1):
+    return torch.randint(0, c, (n, h, w), generator=torch.Generator().manual_seed(seed))
+
+
+def test_matches_reference_definition():
+    """loss = mean((phi(softmax(pred)) - phi(softmax(target)))^2) at the final block."""
+    loss = RandomPerceptualLoss(**SMALL, seed=3)
+    pred, target = _logits(), _logits(seed=5)
+    net = RandomVGG(in_channels=5, **SMALL, seed=3)
+    expected = F.mse_loss(net(pred.softmax(1))[-1], net(target.softmax(1))[-1])
+    assert loss(pred, target).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_zero_when_equal_and_positive_finite_otherwise():
+    loss = RandomPerceptualLoss(**SMALL)
+    pred = _logits()
+    assert loss(pred, pred.clone()).item() == 0
+    labels = pred.argmax(1)
+    value = loss(pred, _labels())
+    assert torch.isfinite(value) and value.item() > 0
+    onehot_logits = F.one_hot(labels, 5).permute(0, 3, 1, 2).float() * 1e4
+    assert loss(onehot_logits, labels).item() == pytest.approx(0, abs=1e-10)
+
+
+def test_labels_equal_onehot_probabilities():
+    loss = RandomPerceptualLoss(**SMALL, target_activation='none')
+    pred, labels = _logits(), _labels()
+    onehot = F.one_hot(labels, 5).permute(0, 3, 1, 2).float()
+    assert loss(pred, labels).item() == pytest.approx(loss(pred, onehot).item(), rel=1e-6)
+
+
+def test_ignore_index_excluded_from_both_sides():
+    loss = RandomPerceptualLoss(**SMALL)
+    pred, labels = _logits(), _labels()
+    ignored = labels.clone()
+    ignored[:, :8] = 255
+    other_pred = pred.clone()
+    other_pred[:, :, :8] = torch.randn_like(other_pred[:, :, :8]) * 10
+    # what lies under ignored pixels, in the prediction or the label, does not matter
+    assert loss(pred, ignored).item() == pytest.approx(loss(other_pred, ignored).item(), rel=1e-6)
+    assert loss(pred, ignored).item() != pytest.approx(loss(pred, labels).item(), rel=1e-3)
+    mask = labels != 255
+    mask[:, :8] = False
+    soft = _logits(seed=9)
+    assert loss(pred, soft, valid_mask=mask).item() == pytest.approx(
+        loss(other_pred, soft, valid_mask=mask).item(), rel=1e-6)
+
+
+def test_gradient_only_to_prediction():
+    loss = RandomPerceptualLoss(**SMALL)
+    pred = _logits().requires_grad_()
+    target = _logits(seed=4).requires_grad_()
+    loss(pred, target).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    assert target.grad is None
+    assert all(not b.requires_grad for b in loss.buffers())
+
+
+def test_adds_nothing_to_state_dict_and_strict_load():
+    head = torch.nn.Conv2d(3, 5, 1)
+    with_loss = torch.nn.ModuleDict(dict(head=head, loss=RandomPerceptualLoss(in_channels=5)))
+    without = torch.nn.ModuleDict(dict(head=torch.nn.Conv2d(3, 5, 1)))
+    assert set(with_loss.state_dict()) == {'head.weight', 'head.bias'}
+    without.load_state_dict(with_loss.state_dict(), strict=True)
+    assert [p for p in with_loss.parameters()] == list(head.parameters())
+
+
+def test_layer_weights_multi_level():
+    weights = (1 / 4, 1 / 2, 1.0)
+    loss = RandomPerceptualLoss(**SMALL, layer_weights=weights)
+    pred, target = _logits(), _logits(seed=2)
+    net = RandomVGG(in_channels=5, **SMALL)
+    fp, ft = net(pred.softmax(1)), net(target.softmax(1))
+    expected = sum(w * F.mse_loss(a, b) for w, a, b in zip(weights, fp, ft))
+    assert loss(pred, target).item() == pytest.approx(expected.item(), rel=1e-6)
+    final_only = RandomPerceptualLoss(**SMALL, layer_weights=(0, 0, 1))
+    assert final_only(pred, target).item() == pytest.approx(
+        RandomPerceptualLoss(**SMALL)(pred, target).item(), rel=1e-6)
+
+
+def test_l1_criterion_and_loss_weight():
+    pred, target = _logits(), _logits(seed=2)
+    net = RandomVGG(in_channels=5, **SMALL)
+    expected = F.l1_loss(net(pred.softmax(1))[-1], net(target.softmax(1))[-1])
+    loss = RandomPerceptualLoss(**SMALL, criterion='l1', loss_weight=0.1)
+    assert loss(pred, target).item() == pytest.approx(0.1 * expected.item(), rel=1e-6)
+
+
+def test_reductions_weight_and_avg_factor():
+    loss = RandomPerceptualLoss(**SMALL)
+    pred, target = _logits(), _logits(seed=2)
+    elem = loss(pred, target, reduction_override='none')
+    assert elem.shape == (2, 16, 4, 4)
+    assert loss(pred, target).item() == pytest.approx(elem.mean().item(), rel=1e-6)
+    assert loss(pred, target, reduction_override='sum').item() == pytest.approx(elem.sum().item(), rel=1e-6)
+    assert loss(pred, target, avg_factor=10).item() == pytest.approx(elem.sum().item() / 10, rel=1e-5)
+    # uniform weights == no weights; per-sample weights select samples
+    assert loss(pred, target, weight=torch.ones(2)).item() == pytest.approx(loss(pred, target).item(), rel=1e-6)
+    assert loss(pred, target, weight=torch.ones(2, 32, 32)).item() == pytest.approx(
+        loss(pred, target).item(), rel=1e-6)
+    first = loss(pred, target, weight=torch.tensor([1.0, 0.0]), reduction_override='sum')
+    assert first.item() == pytest.approx(elem[0].sum().item(), rel=1e-6)
+
+
+def test_resize_option():
+    pred, target = _logits(h=64, w=64), _logits(h=64, w=64, seed=2)
+    half = RandomPerceptualLoss(**SMALL, resize=0.5)
+    sized = RandomPerceptualLoss(**SMALL, resize=(32, 32))
+    assert half(pred, target).item() == pytest.approx(sized(pred, target).item(), rel=1e-6)
+    p = F.interpolate(pred.softmax(1), size=(32, 32), mode='bilinear', align_corners=False)
+    t = F.interpolate(target.softmax(1), size=(32, 32), mode='bilinear', align_corners=False)
+    assert half(pred, target).item() == pytest.approx(
+        RandomPerceptualLoss(**SMALL, pred_activation='none', target_activation='none')(p, t).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize('activation', ['sigmoid', 'none'])
+def test_one_channel_masks_and_depth(activation):
+    loss = RandomPerceptualLoss(**SMALL, in_channels=1, pred_activation=activation,
+                                target_activation='none')
+    pred = torch.randn(3, 1, 32, 32, requires_grad=True)
+    masks = (torch.rand(3, 32, 32) > 0.5).long()
+    value = loss(pred, masks) if activation == 'sigmoid' else loss(pred, torch.rand(3, 1, 32, 32))
+    value.backward()
+    assert torch.isfinite(value) and pred.grad.abs().sum() > 0
+
+
+def test_seed_identical_across_processes_and_lazy():
+    explicit = RandomPerceptualLoss(in_channels=5, **SMALL, seed=11)
+    lazy = RandomPerceptualLoss(**SMALL, seed=11)
+    pred, target = _logits(), _logits(seed=2)
+    assert lazy(pred, target).item() == explicit(pred, target).item()
+    for a, b in zip(explicit.network.weights(), lazy.network.weights()):
+        assert torch.equal(a, b)
+    assert RandomPerceptualLoss(**SMALL, seed=12)(pred, target).item() != explicit(pred, target).item()
+
+
+def test_float64_bf16_autocast_and_channels_last():
+    loss = RandomPerceptualLoss(**SMALL)
+    pred, target = _logits(), _logits(seed=2)
+    ref = loss(pred, target).item()
+    assert loss(pred.double(), target.double()).dtype == torch.float64
+    assert loss(pred.double(), target.double()).item() == pytest.approx(ref, rel=1e-5)
+    cl = loss(pred.to(memory_format=torch.channels_last), target.to(memory_format=torch.channels_last))
+    assert cl.item() == pytest.approx(ref, rel=1e-5)
+    pred_grad = pred.clone().requires_grad_()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        value = loss(pred_grad, target)
+    value.backward()
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(ref, rel=0.1)
+    assert torch.isfinite(pred_grad.grad).all()
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(criterion='huber'), dict(pred_activation='relu'), dict(target_activation='tanh'),
+    dict(reduction='max'), dict(layer_weights=(1, 2)), dict(resize=-1), dict(loss_name='perc'),
+])
+def test_unknown_options_raise_value_error(kwargs):
+    with pytest.raises(ValueError):
+        RandomPerceptualLoss(**SMALL, **kwargs)
+
+
+def test_unknown_keyword_raises_type_error():
+    with pytest.raises(TypeError):
+        RandomPerceptualLoss(num_conv=(1, 1))
+
+
+def test_bad_inputs_name_the_fix():
+    loss = RandomPerceptualLoss(**SMALL, in_channels=5)
+    with pytest.raises(ValueError, match='in_channels'):
+        loss(_logits(c=4), _labels(c=4))
+    with pytest.raises(ValueError, match='resize the teacher output'):
+        loss(_logits(), _logits(h=16, w=16))
+    with pytest.raises(ValueError, match='integer labels must be'):
+        loss(_logits(), _labels(h=16))
+    bad = _labels()
+    bad[0, 0, 0] = 7
+    with pytest.raises(ValueError, match=r'\[0, 5\)'):
+        loss(_logits(), bad)
+    nan = _logits()
+    nan[0, 0, 0, 0] = float('nan')
+    with pytest.raises(ValueError, match='NaN'):
+        loss(nan, _labels())
+    with pytest.raises(ValueError, match='NaN'):
+        loss(_logits(), nan)
+    with pytest.raises(ValueError, match="reduction='none'"):
+        RandomPerceptualLoss(**SMALL, layer_weights=(1, 1, 1))(_logits(), _labels(), reduction_override='none')

@@ -1,0 +1,107 @@
+"""Tests of the frozen random VGG network (structure, seeding, init statistics)."""
+import math
+
+import pytest
+import torch
+
+from mmperc.models import RandomVGG
+
+
+@pytest.mark.parametrize('num_convs,channels', [((2, 2, 3, 3, 3), (64, 128, 256, 512, 512)),
+                                                ((1, 1, 1, 1, 1), (8, 16, 32, 32, 32)),
+                                                ((2, 2, 4, 4, 4), (8, 8, 8, 8, 8))])
+@pytest.mark.parametrize('downsample', ['maxpool', 'avgpool', 'conv'])
+def test_structure_and_shapes(num_convs, channels, downsample):
+    net = RandomVGG(in_channels=3, num_convs=num_convs, channels=channels, downsample=downsample)
+    extra = len(num_convs) if downsample == 'conv' else 0
+    assert len(net.weights()) == sum(num_convs) + extra
+    feats = net(torch.rand(2, 3, 64, 96))
+    assert [tuple(f.shape) for f in feats] == [
+        (2, c, 64 // 2**(i + 1), 96 // 2**(i + 1)) for i, c in enumerate(channels)]
+
+
+@pytest.mark.parametrize('kernel_size', [1, 3, 5, 7])
+def test_kernel_size_keeps_size(kernel_size):
+    net = RandomVGG(in_channels=2, num_convs=(1, ), channels=(4, ), kernel_size=kernel_size)
+    assert net.weights()[0].shape == (4, 2, kernel_size, kernel_size)
+    assert net(torch.rand(1, 2, 10, 12))[0].shape == (1, 4, 5, 6)
+
+
+def test_nothing_in_state_dict_and_no_parameters():
+    net = RandomVGG(in_channels=3)
+    assert net.state_dict() == {}
+    assert list(net.parameters()) == []
+    assert len(list(net.buffers())) == 13
+
+
+def test_same_seed_identical_lazy_or_explicit_and_rng_untouched():
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    explicit = RandomVGG(in_channels=5, seed=7)
+    lazy = RandomVGG(seed=7)
+    lazy(torch.rand(1, 5, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert torch.equal(torch.get_rng_state(), state)
+    assert lazy.in_channels == 5
+    for a, b in zip(explicit.weights(), lazy.weights()):
+        assert torch.equal(a, b)
+    other = RandomVGG(in_channels=5, seed=8)
+    assert not torch.equal(explicit.weights()[0], other.weights()[0])
+
+
+@pytest.mark.parametrize('init,expected_std', [
+    ('paper', lambda cin, cout, k: math.sqrt(2 / (k * k * cin))),
+    ('xavier', lambda cin, cout, k: math.sqrt(2 / (k * k * (cin + cout)))),
+    (dict(type='normal', std=0.01), lambda cin, cout, k: 0.01),
+    (dict(type='uniform', a=0.1), lambda cin, cout, k: 0.1 / math.sqrt(3)),
+])
+def test_init_statistics(init, expected_std):
+    net = RandomVGG(in_channels=64, num_convs=(2, ), channels=(128, ), init=init)
+    for weight in net.weights():
+        cout, cin, k, _ = weight.shape
+        assert weight.mean().item() == pytest.approx(0, abs=5e-3 * expected_std(cin, cout, k) * 10)
+        assert weight.std().item() == pytest.approx(expected_std(cin, cout, k), rel=0.03)
+    if isinstance(init, dict) and init['type'] == 'uniform':
+        assert net.weights()[0].abs().max() <= 0.1
+
+
+def _output_variance(init, depth_convs=(2, 2, 4, 4, 4), seed=0):
+    net = RandomVGG(in_channels=19, num_convs=depth_convs, channels=(64, 128, 256, 512, 512),
+                    downsample='avgpool', init=init, seed=seed)
+    x = torch.randn(2, 19, 64, 64, generator=torch.Generator().manual_seed(1))
+    return net(x)[-1].var().item() / x.var().item()
+
+
+def test_paper_variance_argument():
+    """Section 3.2: ``Var[e_L] = Var[e_1] prod(n_l Var[w_l] / 2)``.
+
+    Measured through a VGG19-depth stack (16 convs, 19 input channels, 64x64):
+    ``init='paper'`` keeps the output variance within a small factor of the
+    input's (ratio ~0.3), while N(0, 1) explodes (ratio ~1e31) and
+    N(0, 0.01) vanishes (ratio ~1e-41).
+    """
+    paper = _output_variance('paper')
+    exploding = _output_variance(dict(type='normal', std=1.0))
+    vanishing = _output_variance(dict(type='normal', std=0.01))
+    assert 0.05 < paper < 20
+    assert exploding > 1e20
+    assert vanishing < 1e-20
+
+
+@pytest.mark.parametrize('kwargs,error', [
+    (dict(num_convs=(1, 1), channels=(4, )), ValueError),
+    (dict(kernel_size=4), ValueError),
+    (dict(downsample='stride'), ValueError),
+    (dict(init='kaiming'), ValueError),
+    (dict(init=dict(type='normal', sigma=1)), ValueError),
+    (dict(init=0.1), TypeError),
+    (dict(in_channels=0), ValueError),
+])
+def test_bad_options_raise(kwargs, error):
+    with pytest.raises(error):
+        RandomVGG(**kwargs)
+
+
+def test_too_small_input_names_fix():
+    net = RandomVGG(in_channels=1)
+    with pytest.raises(ValueError, match='smaller than 32'):
+        net(torch.rand(1, 1, 16, 64))
