@@ -13,7 +13,7 @@ JOBS="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 TORCH_SPEC="torch==2.13.0"
 MMCV_SPEC="mmcv==2.1.0"
 OPENMMLAB_SPECS=("mmengine==0.10.7" "mmsegmentation==1.2.2" "mmdet==3.3.0")
-EXTRA_SPECS=("numpy<2" "ftfy" "regex" "pytest" "matplotlib" "tifffile")
+EXTRA_SPECS=("ftfy" "regex" "pytest" "matplotlib" "tifffile")
 
 say() { printf '[setup] %s\n' "$*"; }
 fail() {
@@ -37,7 +37,7 @@ fi
 PIP=("$VENV/bin/python" -m pip)
 
 say "step 1/5: torch (CPU wheel), numpy, wheel, ninja"
-"${PIP[@]}" install "$TORCH_SPEC" "numpy<2" wheel ninja \
+"${PIP[@]}" install "$TORCH_SPEC" numpy wheel ninja \
     || fail "torch install failed" "pip must find the local torch 2.13.0 CPU wheel (pip config find-links); never let pip resolve a CUDA torch"
 
 # mmcv's setup.py imports pkg_resources, which setuptools>=70 no longer provides. torch 2.13 declares
@@ -55,12 +55,12 @@ else
 fi
 
 say "step 4/5: OpenMMLab packages and test tools"
-"${PIP[@]}" install "${OPENMMLAB_SPECS[@]}" "${EXTRA_SPECS[@]}" "$TORCH_SPEC" \
+"${PIP[@]}" install "${OPENMMLAB_SPECS[@]}" "${EXTRA_SPECS[@]}" "setuptools<70" \
     || fail "OpenMMLab install failed"
 
 say "step 5/5: mmperc in editable mode"
 "${PIP[@]}" install --no-build-isolation --no-deps -e "$ROOT" || fail "pip install -e . failed"
-"$VENV/bin/python" -c "import mmcv.ops, mmseg.models, mmdet.models, mmperc" \
+"$VENV/bin/python" -c "import pkg_resources, mmcv.ops, mmseg.models, mmdet.models, mmperc" \
     || fail "import check failed" "see the traceback above"
 
 rm -f "$VENV"/.mmperc-setup-*

@@ -31,6 +31,7 @@ def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
     if 'visualization' not in hooks:
         raise RuntimeError('--show/--show-dir need default_hooks.visualization=dict(type="SegVisualizationHook")')
     hooks.visualization.draw = True
+    hooks.visualization.interval = 1  # paint every test image, not every 50th
     if args.show:
         hooks.visualization.show = True
         hooks.visualization.wait_time = args.wait_time

@@ -1,4 +1,5 @@
 """Point mmseg dataset configs at generated data and shrink their pipelines for quick runs."""
+import os.path as osp
 from typing import Any, Dict, Iterator, List, Tuple
 
 from mmengine.config import Config
@@ -6,7 +7,8 @@ from mmengine.config import Config
 from .datasets import KINDS
 
 __all__ = [
-    'BASE_CONFIGS', 'DATASET_TYPES', 'point_cfg_to', 'dataset_cfg_overrides', 'set_pipeline_sizes'
+    'BASE_CONFIGS', 'DATASET_TYPES', 'base_config_path', 'point_cfg_to', 'dataset_cfg_overrides',
+    'set_pipeline_sizes'
 ]
 
 #: The mmseg base dataset config of each kind, for ``Config.fromfile`` after resolving.
@@ -26,6 +28,32 @@ def _check_kind(kind: str) -> None:
     """Raise ``ValueError`` for an unknown kind."""
     if kind not in DATASET_TYPES:
         raise ValueError(f'kind must be one of {tuple(DATASET_TYPES)}, but got {kind!r}')
+
+
+def base_config_path(kind: str) -> str:
+    """Local path of mmseg's ``configs/_base_/datasets/<kind>.py`` inside the installed package.
+
+    Found next to ``mmseg/__init__.py`` (``.mim/configs``), which, unlike
+    ``mmengine.utils.get_installed_path``, does not need ``pkg_resources``.
+
+    Args:
+        kind (str): One of :data:`~mmperc.testing.KINDS`.
+
+    Returns:
+        str: The config file path.
+
+    Raises:
+        ValueError: ``kind`` is unknown.
+        FileNotFoundError: The installed mmseg ships no such config.
+    """
+    import mmseg
+
+    _check_kind(kind)
+    path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', '_base_', 'datasets',
+                    f'{kind}.py')
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'mmseg base config not found: {path}')
+    return path
 
 
 def _leaf_datasets(dataset: dict) -> Iterator[dict]:

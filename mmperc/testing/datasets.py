@@ -10,6 +10,7 @@ adding images does not change the existing ones.
 import json
 import os
 import os.path as osp
+import sys
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -93,15 +94,18 @@ def _write_marker(data_root: str, params: dict) -> None:
 
 
 def _scenes(jobs: Sequence[Tuple[str, int]], dataset: str, seed: int, size: Size,
-            scene_args: dict, progress: bool) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
-    """Yield the scene of each ``(split, index)`` job, with an optional progress bar."""
-    bar = ProgressBar(len(jobs)) if progress and jobs else None
+            scene_args: dict,
+            progress: bool) -> Iterator[Tuple[str, int, np.ndarray, np.ndarray]]:
+    """Yield ``(split, index, image, label)`` for each job, with an optional progress bar."""
+    bar = ProgressBar(len(jobs), file=sys.stdout) if progress and jobs else None
     for split, index in jobs:
         rng = np.random.default_rng(
             [seed, _DATASET_CODES[dataset], _SPLIT_CODES[split], index])
-        yield make_scene(rng, size, **scene_args)
+        yield (split, index, *make_scene(rng, size, **scene_args))
         if bar is not None:
             bar.update()
+    if bar is not None:
+        bar.file.write('\n')
 
 
 def _save(path: str, array: np.ndarray, palette: Optional[List[int]] = None) -> None:
@@ -171,8 +175,7 @@ def make_cityscapes(root: str,
     jobs = [('train', i) for i in range(num_train)] + [('val', i) for i in range(num_val)]
     scene_args = dict(num_classes=19, classes=classes, background=background,
                       num_shapes=num_shapes, noise_std=noise_std, ignore_width=ignore_width)
-    for (split, i), (image, label) in zip(
-            jobs, _scenes(jobs, 'cityscapes', seed, size, scene_args, progress)):
+    for split, i, image, label in _scenes(jobs, 'cityscapes', seed, size, scene_args, progress):
         cities = _CITIES[split]
         city = cities[i % len(cities)]
         stem = f'{city}_{i:06d}_000019'
@@ -232,8 +235,7 @@ def make_ade20k(root: str,
     scene_args = dict(num_classes=151, classes=classes, background=background,
                       num_shapes=num_shapes, noise_std=noise_std)
     folders = {'train': ('training', 'ADE_train'), 'val': ('validation', 'ADE_val')}
-    for (split, i), (image, label) in zip(
-            jobs, _scenes(jobs, 'ade20k', seed, size, scene_args, progress)):
+    for split, i, image, label in _scenes(jobs, 'ade20k', seed, size, scene_args, progress):
         folder, prefix = folders[split]
         stem = f'{prefix}_{i + 1:08d}'
         _save(osp.join(data_root, 'images', folder, f'{stem}.jpg'), image)
@@ -305,8 +307,7 @@ def make_voc(root: str,
     scene_args = dict(num_classes=21, classes=classes, background=background,
                       num_shapes=num_shapes, noise_std=noise_std)
     palette = voc_palette()
-    for (split, i), (image, label) in zip(
-            jobs, _scenes(jobs, 'voc', seed, size, scene_args, progress)):
+    for split, i, image, label in _scenes(jobs, 'voc', seed, size, scene_args, progress):
         name = f'{prefixes[split]}_{i:06d}'
         names[split].append(name)
         _save(osp.join(data_root, 'JPEGImages', f'{name}.jpg'), image)
@@ -337,7 +338,8 @@ def make_dataset(kind: str,
     Args:
         kind (str): One of :data:`KINDS`. ``'pascal_voc12_aug'`` adds ``num_train`` SBD-only
             images, so its concatenated training set has ``2 * num_train`` samples;
-            ``'pascal_voc12'`` adds none.
+            ``'pascal_voc12'`` adds none (the two write to the same data root, so use
+            different ``root`` folders for both).
         root (str): Parent folder, see :func:`make_cityscapes`, :func:`make_ade20k` and
             :func:`make_voc`.
         num_train (int): Number of training images. Defaults to 4.

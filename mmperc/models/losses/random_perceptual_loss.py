@@ -266,7 +266,8 @@ class RandomPerceptualLoss(nn.Module):
         for wt, fp, ft in zip(weights, pred_feats, target_feats):
             if wt == 0:
                 continue
-            diff = fp.float() - ft.float()
+            dtype = torch.promote_types(fp.dtype, torch.float32)  # bf16/fp16 -> fp32, fp64 stays
+            diff = fp.to(dtype) - ft.to(dtype)
             out.append((wt, diff.square() if self.criterion == 'mse' else diff.abs()))
         return out
 

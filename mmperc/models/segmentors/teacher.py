@@ -1,14 +1,13 @@
 """Build a frozen teacher segmentor from its own config and checkpoint."""
+import importlib
 import os.path as osp
 from typing import Optional
 
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.config.utils import _get_package_and_cfg_path
 from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint
-from mmengine.utils import get_installed_path
 
 from mmperc.utils.sync_bn import sync_bn_to_bn
 
@@ -24,8 +23,12 @@ def resolve_config_path(path: str) -> str:
         FileNotFoundError: The config does not exist.
     """
     if '::' in path:
-        package, rel_path = _get_package_and_cfg_path(path)
-        local = osp.join(get_installed_path(package), '.mim', 'configs', rel_path)
+        scope, rel_path = path.split('::', 1)
+        try:
+            package_dir = osp.dirname(importlib.import_module(scope).__file__)
+        except ImportError as err:
+            raise FileNotFoundError(f'teacher config {path!r}: package {scope!r} is not installed') from err
+        local = osp.join(package_dir, '.mim', 'configs', rel_path)
     else:
         local = osp.expanduser(path)
     if not osp.isfile(local):

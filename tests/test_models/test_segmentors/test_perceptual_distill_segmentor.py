@@ -1,0 +1,158 @@
+"""PerceptualDistillSegmentor: the teacher contract and the plain-mmseg checkpoint contract."""
+import copy
+
+import pytest
+import torch
+from mmengine.structures import PixelData
+from mmseg.structures import SegDataSample
+
+from conftest import SHRUNK_TEACHER, TEACHER_CFG, build, model_cfg
+
+
+def distill_cfg(teacher_ckpt, **teacher_extra):
+    cfg = model_cfg()
+    cfg.type = 'PerceptualDistillSegmentor'
+    teacher = dict(config=TEACHER_CFG, checkpoint=teacher_ckpt, cfg_options=dict(SHRUNK_TEACHER))
+    teacher.update(teacher_extra)  # a plain dict: replaces keys instead of merging them
+    cfg.teacher = teacher
+    cfg.loss_perc = dict(type='RandomPerceptualLoss', loss_weight=0.1, num_convs=(1, 1, 1, 1, 1))
+    return cfg
+
+
+def batch(n=2, size=64, num_classes=19, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(n, 3, size, size, generator=g)
+    samples = []
+    for _ in range(n):
+        label = torch.randint(0, num_classes, (1, size, size), generator=g)
+        label[:, :4] = 255
+        sample = SegDataSample(gt_sem_seg=PixelData(data=label))
+        sample.set_metainfo(dict(img_shape=(size, size), pad_shape=(size, size), ori_shape=(size, size)))
+        samples.append(sample)
+    return inputs, samples
+
+
+@pytest.fixture
+def model(teacher_ckpt):
+    torch.manual_seed(0)
+    segmentor = build(distill_cfg(teacher_ckpt))
+    segmentor.init_weights()
+    return segmentor
+
+
+def test_losses_logged_and_teacher_frozen(model):
+    model.train()
+    assert model.teacher is not None and not model.teacher.training
+    assert all(not m.training for m in model.teacher.modules())
+    before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    inputs, samples = batch()
+    losses = model.loss(inputs, samples)
+    assert {'decode.loss_ce', 'decode.loss_perc', 'decode.acc_seg', 'aux.loss_ce'} <= set(losses)
+    assert torch.isfinite(losses['decode.loss_perc']) and losses['decode.loss_perc'] > 0
+    total = sum(v for k, v in losses.items() if 'loss' in k)
+    optim = torch.optim.SGD(model.parameters(), lr=0.1)
+    total.backward()
+    optim.step()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    for key, value in model.teacher.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    student_grads = [p.grad for p in model.decode_head.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in student_grads)
+
+
+def test_teacher_outside_state_dict_parameters_and_optimizer(model, teacher_ckpt):
+    teacher_params = {id(p) for p in model.teacher.parameters()}
+    assert not teacher_params & {id(p) for p in model.parameters()}
+    assert not any(k.startswith(('teacher', '_teacher', 'loss_perc')) for k in model.state_dict())
+    plain = build(model_cfg())
+    plain.load_state_dict(model.state_dict(), strict=True)
+    assert set(plain.state_dict()) == set(model.state_dict())
+    model.init_weights()  # a second call never re-initialises the teacher
+    reloaded = torch.load(teacher_ckpt, weights_only=True)['state_dict']
+    for key, value in model.teacher.state_dict().items():
+        assert torch.equal(value, reloaded[key])
+
+
+def test_student_only_at_inference_and_no_teacher_built_without_training(teacher_ckpt):
+    segmentor = build(distill_cfg(teacher_ckpt))
+    segmentor.eval()
+    inputs, samples = batch(n=1)
+    with torch.no_grad():
+        out = segmentor.predict(inputs, samples)
+    assert out[0].pred_sem_seg.data.shape[-2:] == (64, 64)
+    assert segmentor._teacher is None
+
+
+def test_same_prediction_as_plain_mmseg_model(model):
+    plain = build(model_cfg())
+    plain.load_state_dict(model.state_dict(), strict=True)
+    model.eval()
+    plain.eval()
+    inputs, samples = batch(n=1)
+    with torch.no_grad():
+        a = model.predict(inputs, copy.deepcopy(samples))[0].seg_logits.data
+        b = plain.predict(inputs, copy.deepcopy(samples))[0].seg_logits.data
+    assert torch.equal(a, b)
+
+
+def test_teacher_with_other_output_stride(teacher_ckpt):
+    """A teacher at 1/32 resolution distils into a 1/8 student (logits resized, no assert)."""
+    options = dict(SHRUNK_TEACHER)
+    options.update({'model.backbone.dilations': (1, 1, 1, 1), 'model.backbone.strides': (1, 2, 2, 2)})
+    segmentor = build(distill_cfg(teacher_ckpt, cfg_options=options))
+    segmentor.init_weights()
+    inputs, samples = batch()
+    assert segmentor.teacher_logits(inputs).shape[-2:] == (2, 2)
+    losses = segmentor.loss(inputs, samples)
+    assert torch.isfinite(losses['decode.loss_perc'])
+
+
+def test_ground_truth_mode_without_teacher():
+    cfg = model_cfg()
+    cfg.type = 'PerceptualDistillSegmentor'
+    cfg.loss_perc = dict(type='RandomPerceptualLoss', loss_weight=0.1, num_convs=(1, 1, 1, 1, 1))
+    segmentor = build(cfg)
+    segmentor.init_weights()
+    assert segmentor.teacher is None
+    losses = segmentor.loss(*batch())
+    assert torch.isfinite(losses['decode.loss_perc'])
+
+
+def test_num_classes_mismatch_fails_early(teacher_ckpt):
+    cfg = distill_cfg(teacher_ckpt)
+    cfg.decode_head.num_classes = 5
+    cfg.auxiliary_head.num_classes = 5
+    segmentor = build(cfg)
+    with pytest.raises(ValueError, match='teacher predicts 19 classes but the student 5'):
+        segmentor.init_weights()
+
+
+def test_preprocessor_mismatch_fails_early(teacher_ckpt):
+    cfg = distill_cfg(teacher_ckpt)
+    cfg.data_preprocessor.mean = [0.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match='data_preprocessor mean'):
+        build(cfg).init_weights()
+
+
+def test_missing_checkpoint_names_the_key(teacher_ckpt, tmp_path):
+    with pytest.raises(FileNotFoundError, match='model.teacher.checkpoint'):
+        build(distill_cfg(str(tmp_path / 'missing.pth'))).init_weights()
+    with pytest.raises(ValueError, match='model.teacher.checkpoint'):
+        build(distill_cfg(None))
+
+
+def test_checkpoint_that_does_not_fit_the_teacher_config(teacher_ckpt):
+    segmentor = build(distill_cfg(teacher_ckpt, cfg_options={'model.pretrained': None}))  # real R101
+    with pytest.raises(ValueError, match='does not fit the teacher config'):
+        segmentor.init_weights()
+
+
+def test_unknown_teacher_key_raises(teacher_ckpt):
+    with pytest.raises(ValueError, match='unknown keys'):
+        build(distill_cfg(teacher_ckpt, checkpont='x'))
+
+
+def test_to_moves_teacher_with_student(model):
+    model.to(torch.float64)
+    assert next(model.teacher.parameters()).dtype == torch.float64
