@@ -1,6 +1,12 @@
 """Shared fixtures: tiny real mmseg model configs and teacher checkpoints saved by the tests."""
 import copy
-from typing import Optional
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
 
 import pytest
 import torch
@@ -9,6 +15,9 @@ from mmengine.registry import DefaultScope
 
 import mmperc  # noqa: F401
 from mmperc.models.segmentors import resolve_config_path
+from mmperc.testing import shrink_for_quick_run
+
+ROOT = Path(__file__).resolve().parents[1]
 
 STUDENT_CFG = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-769x769.py'
 TEACHER_CFG = 'mmseg::pspnet/pspnet_r101-d8_4xb2-80k_cityscapes-769x769.py'
@@ -43,8 +52,42 @@ def build(model: dict):
 @pytest.fixture(scope='session')
 def teacher_ckpt(tmp_path_factory) -> str:
     """A teacher checkpoint from the real PSPNet-R101 config with an R18-sized backbone."""
-    torch.manual_seed(0)
-    teacher = build(model_cfg(TEACHER_CFG, SHRUNK_TEACHER))
-    path = tmp_path_factory.mktemp('teacher') / 'teacher.pth'
-    torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)
+    return save_checkpoint(model_cfg(TEACHER_CFG, SHRUNK_TEACHER), tmp_path_factory.mktemp('teacher') / 'teacher.pth')
+
+
+def run_tool(*args, timeout: int = 600, env: Optional[dict] = None) -> str:
+    """Run ``python <args>`` from the repository root; assert success; return its output."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, (result.stdout[-4000:] + result.stderr[-4000:])
+    return result.stdout + result.stderr
+
+
+def quick_cfg(path: str, kind: str, data_root: str, out: Optional[Path] = None, **kwargs) -> Config:
+    """Load a real config, shrink it for a quick run on generated data, optionally dump it."""
+    cfg = Config.fromfile(path if '::' not in path else resolve_config_path(path))
+    shrink_for_quick_run(cfg, kind, data_root, **kwargs)
+    if out is not None:
+        cfg.dump(str(out))
+    return cfg
+
+
+def scalars(work_dir) -> List[dict]:
+    """The per-iteration scalars mmengine logged under ``work_dir``."""
+    files = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+def miou(output: str) -> float:
+    """The last mIoU that tools/test.py printed."""
+    found = re.findall(r'mIoU: ([0-9.]+)', output)
+    assert found, output[-2000:]
+    return float(found[-1])
+
+
+def save_checkpoint(model_cfg_dict: dict, path: Path, seed: int = 0) -> str:
+    """Build a model from its config with random weights and save it as a checkpoint."""
+    torch.manual_seed(seed)
+    torch.save({'state_dict': build(model_cfg_dict).state_dict(), 'meta': {}}, path)
     return str(path)

@@ -1,5 +1,5 @@
 """Models: the random perceptual loss and the distillation segmentor."""
-from .losses import RandomPerceptualLoss, RandomVGG
+from .losses import PixelwiseKDLoss, RandomPerceptualLoss, RandomVGG
 from .segmentors import PerceptualDistillSegmentor
 
-__all__ = ['RandomPerceptualLoss', 'RandomVGG', 'PerceptualDistillSegmentor']
+__all__ = ['PixelwiseKDLoss', 'RandomPerceptualLoss', 'RandomVGG', 'PerceptualDistillSegmentor']

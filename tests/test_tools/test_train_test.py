@@ -1,48 +1,14 @@
 """tools/train.py and tools/test.py end to end on a generated Cityscapes-format dataset."""
-import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from mmengine.config import Config
 
-from conftest import SHRUNK_TEACHER, TEACHER_CFG, build
-from mmperc.models.segmentors import resolve_config_path
-from mmperc.testing import make_dataset, shrink_for_quick_run
+from conftest import ROOT, SHRUNK_TEACHER, TEACHER_CFG, build, miou, quick_cfg, run_tool, scalars
+from mmperc.testing import make_dataset
 
-ROOT = Path(__file__).resolve().parents[2]
 BASE = 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-769x769.py'
 PERC = str(ROOT / 'configs/perc/pspnet_r18-d8_perc-r101_4xb2-40k_cityscapes-769x769.py')
-
-
-def run_tool(*args, timeout=600):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=timeout)
-    assert result.returncode == 0, (result.stdout[-4000:] + result.stderr[-4000:])
-    return result.stdout + result.stderr
-
-
-def quick_cfg(path, data_root, out, **kwargs):
-    cfg = Config.fromfile(path if '::' not in path else resolve_config_path(path))
-    shrink_for_quick_run(cfg, 'cityscapes', data_root, **kwargs)
-    cfg.dump(str(out))
-    return cfg
-
-
-def scalars(work_dir):
-    files = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
-    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
-
-
-def miou(output):
-    found = re.findall(r'mIoU: ([0-9.]+)', output)
-    assert found, output[-2000:]
-    return float(found[-1])
 
 
 @pytest.fixture(scope='module')
@@ -54,7 +20,7 @@ def data_root(tmp_path_factory):
 def base_run(tmp_path_factory, data_root):
     """2 iterations of the plain mmseg PSPNet-R18 config, then --resume to 4."""
     tmp = tmp_path_factory.mktemp('base')
-    quick_cfg(BASE, data_root, tmp / 'base.py', max_iters=2)
+    quick_cfg(BASE, 'cityscapes', data_root, tmp / 'base.py', max_iters=2)
     run_tool('tools/train.py', tmp / 'base.py', '--work-dir', tmp / 'work')
     return tmp
 
@@ -93,7 +59,7 @@ def test_test_tool_reports_miou_and_writes_outputs(base_run):
 def perc_run(tmp_path_factory, data_root, teacher_ckpt):
     """2 iterations of the PSPNet-R18 _perc config with a small teacher saved by the test."""
     tmp = tmp_path_factory.mktemp('perc')
-    cfg = quick_cfg(PERC, data_root, tmp / 'perc.py', max_iters=2)
+    cfg = quick_cfg(PERC, 'cityscapes', data_root, tmp / 'perc.py', max_iters=2)
     cfg.model.teacher = dict(config=TEACHER_CFG, checkpoint=teacher_ckpt, cfg_options=dict(SHRUNK_TEACHER))
     cfg.dump(str(tmp / 'perc.py'))
     out = run_tool('tools/train.py', tmp / 'perc.py', '--work-dir', tmp / 'work')
@@ -114,7 +80,7 @@ def test_perc_checkpoint_is_a_plain_mmseg_checkpoint(perc_run, data_root, tmp_pa
     ckpt = tmp / 'work' / 'iter_2.pth'
     state_dict = torch.load(ckpt, weights_only=True)['state_dict']
     assert not [k for k in state_dict if 'teacher' in k or 'loss_perc' in k]
-    base = quick_cfg(BASE, data_root, tmp_path / 'base.py')
+    base = quick_cfg(BASE, 'cityscapes', data_root, tmp_path / 'base.py')
     model = build(base.model)
     model.load_state_dict(state_dict, strict=True)
     # a missing teacher checkpoint proves that testing never builds or loads the teacher

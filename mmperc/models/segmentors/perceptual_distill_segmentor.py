@@ -50,8 +50,9 @@ class PerceptualDistillSegmentor(EncoderDecoder):
         loss_perc (dict): The perceptual loss config. Defaults to
             ``dict(type='RandomPerceptualLoss', loss_weight=0.1)`` (lambda of Eq. 2).
         loss_kd (dict, optional): An optional pixel-wise distillation loss
-            called as ``loss_kd(student_logits, teacher_logits)`` at label size,
-            e.g. mmseg's ``KLDivLoss``. Needs a teacher. Defaults to None.
+            called as ``loss_kd(student_logits, teacher_logits, valid_mask=...)``
+            at label size, e.g. ``dict(type='PixelwiseKDLoss', loss_weight=1.0)``.
+            Needs a teacher. Logged as ``decode.loss_kd``. Defaults to None.
         Other args: as :class:`mmseg.models.segmentors.EncoderDecoder`.
     """
 
@@ -214,6 +215,5 @@ class PerceptualDistillSegmentor(EncoderDecoder):
         losses[self.loss_perc.loss_name] = self.loss_perc(
             student, target, ignore_index=head.ignore_index, valid_mask=valid)
         if self.loss_kd is not None:
-            kd = self.loss_kd(student.float(), target)
-            losses[self.loss_kd.loss_name] = kd
+            losses[self.loss_kd.loss_name] = self.loss_kd(student, target, valid_mask=valid)
         return {f'decode.{k}': v for k, v in losses.items()}

@@ -156,3 +156,23 @@ def test_unknown_teacher_key_raises(teacher_ckpt):
 def test_to_moves_teacher_with_student(model):
     model.to(torch.float64)
     assert next(model.teacher.parameters()).dtype == torch.float64
+
+
+def test_teacher_runs_under_student_autocast(model):
+    inputs, samples = batch()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert model.teacher_logits(inputs).dtype == torch.bfloat16
+        losses = model.loss(inputs, samples)
+    assert torch.isfinite(losses['decode.loss_perc'])
+
+
+def test_optional_pixelwise_kd_term(teacher_ckpt):
+    cfg = distill_cfg(teacher_ckpt)
+    cfg.loss_kd = dict(type='PixelwiseKDLoss', temperature=2.0)
+    segmentor = build(cfg)
+    segmentor.init_weights()
+    losses = segmentor.loss(*batch())
+    assert losses['decode.loss_kd'] > 0
+    cfg.pop('teacher')
+    with pytest.raises(ValueError, match='loss_kd distils from a teacher'):
+        build(cfg)
