@@ -10,6 +10,7 @@ from mmseg.models.utils import resize
 from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
+from mmperc.utils.consistency import check_same_on_all_ranks, tensors_digest
 from .teacher import CHECKPOINT_KEY, CONFIG_KEY, build_teacher
 
 
@@ -88,11 +89,13 @@ class PerceptualDistillSegmentor(EncoderDecoder):
         if loss_kd is not None and self.teacher_cfg is None:
             raise ValueError('loss_kd distils from a teacher: set model.teacher or drop loss_kd')
         self.loss_perc = MODELS.build(loss_perc)
-        in_channels = getattr(getattr(self.loss_perc, 'network', None), 'in_channels', None)
-        if in_channels is not None and in_channels != self.out_channels:
+        network = getattr(self.loss_perc, 'network', None)
+        if network is not None and network.in_channels is not None and network.in_channels != self.out_channels:
             raise ValueError(
-                f'loss_perc.in_channels={in_channels} but the decode head predicts '
+                f'loss_perc.in_channels={network.in_channels} but the decode head predicts '
                 f'{self.out_channels} classes: set them equal or leave in_channels=None')
+        if network is not None and network.in_channels is None:
+            network._build(self.out_channels)  # the class count is known: no lazy buffers under DDP
         self.loss_kd = MODELS.build(loss_kd) if loss_kd is not None else None
         # Plain attribute, not a submodule: kept out of state_dict, parameters() and DDP.
         object.__setattr__(self, '_teacher', None)
@@ -155,10 +158,19 @@ class PerceptualDistillSegmentor(EncoderDecoder):
                 'use the same channel order in both configs')
 
     def init_weights(self) -> None:
-        """Initialise the student, then build and load the teacher (training only)."""
+        """Initialise the student, then build and load the teacher (training only).
+
+        Also checks that the teacher and the loss network are identical on
+        every rank of a distributed run (a digest of their weights, gathered).
+        """
         super().init_weights()
         if self.teacher_cfg is not None and self._teacher is None:
             self._build_teacher()
+        if self._teacher is not None:
+            check_same_on_all_ranks('teacher', tensors_digest(self._teacher.state_dict().values()))
+        network = getattr(self.loss_perc, 'network', None)
+        if network is not None and network.in_channels is not None:
+            check_same_on_all_ranks('loss network', tensors_digest(network.weights()))
 
     def train(self, mode: bool = True) -> 'PerceptualDistillSegmentor':
         """Switch the student's mode; the teacher always stays in eval mode."""
