@@ -9,6 +9,6 @@ from .utils import register_safe_globals
 
 register_safe_globals()
 
-from . import engine, models  # noqa: E402,F401  (registers modules)
+from . import engine, evaluation, models  # noqa: E402,F401  (registers modules)
 
 __all__ = ['__version__']

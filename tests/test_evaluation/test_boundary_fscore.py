@@ -1,0 +1,42 @@
+"""Boundary F-score: perfect, shifted and ignored boundaries."""
+import pytest
+import torch
+
+from mmperc.evaluation import BoundaryFScore, boundary_fscore, label_boundaries
+
+
+def _square(offset=0):
+    label = torch.zeros(32, 32, dtype=torch.long)
+    label[8 + offset:24 + offset, 8:24] = 1
+    return label
+
+
+def test_boundaries_of_a_square():
+    edges = label_boundaries(_square())
+    assert edges.sum().item() == 2 * (16 * 4)  # both sides of the 4 edges, corners counted once per side
+
+
+def test_perfect_shifted_and_tolerance():
+    gt = _square()
+    assert boundary_fscore(gt, gt) == 1.0
+    shifted = _square(offset=3)
+    assert boundary_fscore(shifted, gt, tolerance=1) < boundary_fscore(shifted, gt, tolerance=4)
+    assert boundary_fscore(shifted, gt, tolerance=4) == pytest.approx(1.0)
+    assert boundary_fscore(torch.zeros_like(gt), gt) == 0.0
+
+
+def test_ignored_pixels_make_no_boundary():
+    gt = _square()
+    gt[:, :4] = 255
+    pred = _square()
+    pred[:, :4] = 3  # whatever is predicted under ignored pixels does not count
+    assert boundary_fscore(pred, gt) == 1.0
+
+
+def test_metric_averages_images():
+    metric = BoundaryFScore(tolerance=1)
+    gt = _square()
+    samples = [dict(pred_sem_seg=dict(data=gt[None]), gt_sem_seg=dict(data=gt[None])),
+               dict(pred_sem_seg=dict(data=torch.zeros(1, 32, 32, dtype=torch.long)), gt_sem_seg=dict(data=gt[None]))]
+    metric.process({}, samples)
+    assert metric.compute_metrics(metric.results) == {'bF': 50.0}
