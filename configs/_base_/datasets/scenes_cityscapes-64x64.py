@@ -1,8 +1,8 @@
 # Generated structured scenes in Cityscapes format (tools/demo.py writes them; no download).
-# 19 Cityscapes classes, 128x256 images, 96x96 training crops: a laptop-CPU-sized problem.
+# 19 Cityscapes classes, 128x256 images, 64x64 training crops: a laptop-CPU-sized problem.
 dataset_type = 'CityscapesDataset'
 data_root = 'data/demo/cityscapes'
-crop_size = (96, 96)
+crop_size = (64, 64)
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations'),
