@@ -99,8 +99,8 @@ def write_results(args: argparse.Namespace, seconds: Dict[str, float]) -> str:
     cmd = 'python tools/demo.py ' + ' '.join(sys.argv[1:])
     text = ('# mmperc demo\n\nGenerated Cityscapes-format scenes, '
             f'{args.num_train} train / {args.num_val} val images, seed {args.seed}. '
-            f'Command: `{cmd.strip()}`.\nOne run per model: differences of a point or two are within '
-            'seed-to-seed noise at this scale (see the README\'s evidence section).\n\n' + '\n'.join(lines) + '\n')
+            f'Command: `{cmd.strip()}`.\nOne run per model with one seed: a single comparison, not a '
+            'significance test.\n\n' + '\n'.join(lines) + '\n')
     path = osp.join(args.work_dir, 'results.md')
     with open(path, 'w') as f:
         f.write(text)

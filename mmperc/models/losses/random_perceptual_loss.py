@@ -130,6 +130,12 @@ class RandomPerceptualLoss(nn.Module):
             reduced resolution: a scale factor (e.g. 0.5) or an ``(h, w)``
             size. Both sides are resized bilinearly after activation. None
             keeps the input size. Defaults to None.
+        invalid_value (float, optional): For float targets such as depth: pixels
+            whose target equals it (e.g. 0 for missing depth) are excluded from
+            both sides before the embedding. Defaults to None.
+        log_input (bool): Compare ``log(max(x, log_eps))`` of both sides, e.g.
+            log-depth for monocular depth. Defaults to False.
+        log_eps (float): Clamp before the log. Defaults to 1e-3.
         seed (int): Seed of the loss network's private generator: every
             process, restart and resume sees the same network. Defaults to 0.
         check_finite (bool): Raise ``ValueError`` on NaN/Inf inputs (one
@@ -160,6 +166,9 @@ class RandomPerceptualLoss(nn.Module):
                  pred_activation: str = 'softmax',
                  target_activation: str = 'softmax',
                  resize: ResizeType = None,
+                 invalid_value: Optional[float] = None,
+                 log_input: bool = False,
+                 log_eps: float = 1e-3,
                  seed: int = 0,
                  check_finite: bool = True,
                  reduction: str = 'mean',
@@ -192,6 +201,9 @@ class RandomPerceptualLoss(nn.Module):
         if isinstance(resize, (tuple, list)) and len(resize) != 2:
             raise ValueError(f'resize as a size must be (h, w), but got {resize!r}')
         self.resize = resize
+        self.invalid_value = invalid_value
+        self.log_input = log_input
+        self.log_eps = log_eps
         self.criterion = criterion
         self.pred_activation = pred_activation
         self.target_activation = target_activation
@@ -229,8 +241,10 @@ class RandomPerceptualLoss(nn.Module):
                     '(mmseg.models.utils.resize) or pass integer labels (N, H, W)')
             if self.check_finite:
                 _check_finite(target, 'target')
-            target = _activate(target.detach(), self.target_activation)
             valid = None
+            if self.invalid_value is not None:
+                valid = (target.detach() != self.invalid_value).any(dim=1)
+            target = _activate(target.detach(), self.target_activation)
         else:
             if target.shape != (n, h, w):
                 raise ValueError(
@@ -242,6 +256,9 @@ class RandomPerceptualLoss(nn.Module):
                 raise ValueError(f'valid_mask must be (N, H, W) = {(n, h, w)}, got {tuple(valid_mask.shape)}')
             valid = valid_mask.bool() if valid is None else valid & valid_mask.bool()
         pred = _activate(pred, self.pred_activation)
+        if self.log_input:
+            pred = pred.clamp(min=self.log_eps).log()
+            target = target.clamp(min=self.log_eps).log()
         if valid is not None:
             mask = valid.unsqueeze(1)
             pred = pred * mask.to(pred.dtype)

@@ -199,3 +199,20 @@ def test_bad_inputs_name_the_fix():
         loss(_logits(), nan)
     with pytest.raises(ValueError, match="reduction='none'"):
         RandomPerceptualLoss(**SMALL, layer_weights=(1, 1, 1))(_logits(), _labels(), reduction_override='none')
+
+
+def test_depth_invalid_pixels_and_log_depth():
+    loss = RandomPerceptualLoss(**SMALL, in_channels=1, pred_activation='none', target_activation='none',
+                                invalid_value=0.0)
+    gt = torch.rand(2, 1, 32, 32) * 9 + 1
+    gt[:, :, :10] = 0  # missing depth
+    pred = gt.clone()
+    pred[:, :, :10] = torch.rand(2, 1, 10, 32) * 50  # anything under missing depth is not compared
+    assert loss(pred, gt).item() == 0
+    assert RandomPerceptualLoss(**SMALL, in_channels=1, pred_activation='none',
+                                target_activation='none')(pred, gt).item() > 0
+    log_loss = RandomPerceptualLoss(**SMALL, in_channels=1, pred_activation='none', target_activation='none',
+                                    log_input=True)
+    d, e = torch.rand(2, 1, 32, 32) + 1, torch.rand(2, 1, 32, 32) * 5
+    plain = RandomPerceptualLoss(**SMALL, in_channels=1, pred_activation='none', target_activation='none')
+    assert log_loss(d, e).item() == pytest.approx(plain(d.log(), e.clamp(min=1e-3).log()).item(), rel=1e-6)
