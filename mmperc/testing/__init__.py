@@ -4,6 +4,7 @@ from .config import (BASE_CONFIGS, DATASET_TYPES, base_config_path, dataset_cfg_
 from .coco import make_coco
 from .datasets import (KINDS, MARKER_FILE, make_ade20k, make_cityscapes, make_dataset, make_voc,
                        voc_palette)
+from .nyu import make_nyu
 from .runs import shrink_for_quick_run
 from .scenes import TEXTURES, add_ignore_boundaries, class_appearance, make_scene
 
@@ -11,5 +12,5 @@ __all__ = [
     'BASE_CONFIGS', 'DATASET_TYPES', 'base_config_path', 'dataset_cfg_overrides', 'point_cfg_to',
     'set_pipeline_sizes', 'KINDS', 'MARKER_FILE', 'make_ade20k', 'make_cityscapes',
     'make_dataset', 'make_voc', 'voc_palette', 'TEXTURES', 'add_ignore_boundaries',
-    'class_appearance', 'make_scene', 'shrink_for_quick_run', 'make_coco'
+    'class_appearance', 'make_scene', 'shrink_for_quick_run', 'make_coco', 'make_nyu'
 ]
