@@ -7,6 +7,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .embed_function import FrozenVGGEmbed
+
 InitType = Union[str, Dict]
 
 _DOWNSAMPLE_MODES = ('maxpool', 'avgpool', 'conv')
@@ -189,21 +191,34 @@ class RandomVGG(nn.Module):
         if self.in_channels is None:
             self._build(x.shape[1], device=x.device)
         self.check_input(x)
-        num_blocks = self.num_blocks if num_blocks is None else num_blocks
-        weights = iter(self.weights())
+        plan = self._plan(x, self.num_blocks if num_blocks is None else num_blocks)
         pad = self.kernel_size // 2
+        if x.requires_grad and torch.is_grad_enabled():
+            return list(FrozenVGGEmbed.apply(x, plan, pad))
         feats = []
-        for n in self.num_convs[:num_blocks]:
-            for _ in range(n):
-                x = F.relu(F.conv2d(x, self._cast(next(weights), x), padding=pad), inplace=True)
-            if self.downsample == 'maxpool':
+        for op, weight, stride in plan:
+            if op == 'conv':
+                x = F.relu(F.conv2d(x, weight, stride=stride, padding=pad), inplace=True)
+            elif op == 'max':
                 x = F.max_pool2d(x, 2, 2)
-            elif self.downsample == 'avgpool':
+            elif op == 'avg':
                 x = F.avg_pool2d(x, 2, 2)
             else:
-                x = F.relu(F.conv2d(x, self._cast(next(weights), x), stride=2, padding=pad), inplace=True)
-            feats.append(x)
+                feats.append(x)
         return feats
+
+    def _plan(self, x: Tensor, num_blocks: int) -> List[Tuple[str, Optional[Tensor], int]]:
+        """The ops of the first ``num_blocks`` blocks: ``(op, weight, stride)``, ``'out'`` per block."""
+        weights = iter(self.weights())
+        plan: List[Tuple[str, Optional[Tensor], int]] = []
+        for n in self.num_convs[:num_blocks]:
+            plan += [('conv', self._cast(next(weights), x), 1) for _ in range(n)]
+            if self.downsample == 'conv':
+                plan.append(('conv', self._cast(next(weights), x), 2))
+            else:
+                plan.append(('max' if self.downsample == 'maxpool' else 'avg', None, 0))
+            plan.append(('out', None, 0))
+        return plan
 
     @staticmethod
     def _cast(weight: Tensor, x: Tensor) -> Tensor:

@@ -109,3 +109,33 @@ def test_too_small_input_names_fix():
     net = RandomVGG(in_channels=1)
     with pytest.raises(ValueError, match='smaller than 32'):
         net(torch.rand(1, 1, 16, 64))
+
+
+@pytest.mark.parametrize('downsample', ['maxpool', 'avgpool', 'conv'])
+@pytest.mark.parametrize('size', [(32, 32), (37, 45)])
+def test_memory_lean_backward_equals_autograd(downsample, size):
+    """FrozenVGGEmbed's hand-written backward == autograd through the same ops (float64)."""
+    net = RandomVGG(in_channels=3, num_convs=(2, 1, 1), channels=(4, 8, 8), downsample=downsample)
+    x = torch.randn(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference_feats = net(x)
+    weights = [torch.randn_like(f) for f in reference_feats]
+    lean_x = x.clone().requires_grad_()
+    feats = net(lean_x)
+    sum((f * w).sum() for f, w in zip(feats, weights)).backward()
+    auto_x = x.clone().requires_grad_()
+    h, grads_feats = auto_x, []
+    import torch.nn.functional as F
+    for op, weight, stride in net._plan(auto_x, 3):
+        if op == 'conv':
+            h = F.relu(F.conv2d(h, weight, stride=stride, padding=1))
+        elif op == 'max':
+            h = F.max_pool2d(h, 2, 2)
+        elif op == 'avg':
+            h = F.avg_pool2d(h, 2, 2)
+        else:
+            grads_feats.append(h)
+    sum((f * w).sum() for f, w in zip(grads_feats, weights)).backward()
+    for a, b in zip(feats, reference_feats):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(lean_x.grad, auto_x.grad)

@@ -1,0 +1,139 @@
+"""Small-scale evidence for the paper's claims, on the demo's generated scenes (CPU).
+
+Two studies, each a set of short training runs of the demo's PSPNet-R18 student through
+tools/train.py, reporting the final validation mIoU and boundary F-score:
+
+- ``--study seeds``: CE only vs CE + perceptual loss (teacher, Eq. 2) over N seeds, mean ± std
+  and Welch's t-test: is the difference significant at this scale?
+- ``--study init``: the paper's Table 4 at small scale: the loss network initialised by
+  ``paper``, ``xavier``, N(0, 1), N(0, 0.1), N(0, 0.01), U[-1, 1], U[-0.1, 0.1], U[-0.01, 0.01],
+  over N seeds; a run whose loss becomes non-finite counts as diverged.
+
+Needs the demo's data and teacher (``make demo`` or ``python tools/demo.py`` first).
+
+    python benchmarks/evidence.py --study seeds --seeds 5
+    python benchmarks/evidence.py --study init --seeds 3 --max-iters 100
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / 'configs' / 'demo'
+CE = DEMO / 'pspnet_r18-d8_1xb8-200it_scenes-64x64.py'
+PERC = DEMO / 'pspnet_r18-d8_perc-r34_1xb8-200it_scenes-64x64.py'
+INIT = 'model.loss_perc.init'
+INITS = {
+    'paper': [f'{INIT}=paper'],
+    'xavier': [f'{INIT}=xavier'],
+    'N(0,1)': [f'{INIT}.type=normal', f'{INIT}.std=1.0'],
+    'N(0,0.1)': [f'{INIT}.type=normal', f'{INIT}.std=0.1'],
+    'N(0,0.01)': [f'{INIT}.type=normal', f'{INIT}.std=0.01'],
+    'U[-1,1]': [f'{INIT}.type=uniform', f'{INIT}.a=1.0'],
+    'U[-0.1,0.1]': [f'{INIT}.type=uniform', f'{INIT}.a=0.1'],
+    'U[-0.01,0.01]': [f'{INIT}.type=uniform', f'{INIT}.a=0.01'],
+}
+
+
+def train(config: Path, work_dir: str, seed: int, options: List[str], args: argparse.Namespace) -> Optional[Dict]:
+    """One run; its final validation metrics, or None if it diverged (non-finite loss)."""
+    if osp.exists(osp.join(work_dir, 'metrics.json')):
+        return json.load(open(osp.join(work_dir, 'metrics.json')))
+    teacher = sorted(Path(args.demo_dir, 'teacher').glob('iter_*.pth'))
+    opts = [f'randomness.seed={seed}', f'model.teacher.checkpoint={teacher[-1]}' if teacher and config == PERC
+            else None] + [f'{loader}.dataset.data_root={args.data_root}' for loader in
+                          ('train_dataloader', 'val_dataloader', 'test_dataloader')] + options
+    if args.max_iters:
+        n = args.max_iters
+        opts += [f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}', f'param_scheduler.0.end={n}',
+                 f'default_hooks.checkpoint.interval={n}']
+    cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(config), '--work-dir', work_dir,
+           '--cfg-options', *[o for o in opts if o]]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        if 'non-finite' in result.stderr or 'nan' in result.stderr.lower():
+            metrics = {'diverged': True}
+        else:
+            raise RuntimeError(f'run failed: {" ".join(cmd)}\n{result.stderr[-3000:]}')
+    else:
+        logs = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
+        vals = [json.loads(line) for line in logs[-1].read_text().splitlines() if '"mIoU"' in line]
+        metrics = {'diverged': False, 'mIoU': vals[-1]['mIoU'], 'bF': vals[-1]['bF']}
+        for ckpt in Path(work_dir).glob('*.pth'):
+            ckpt.unlink()  # keep the disk small: only the metrics are needed
+    json.dump(metrics, open(osp.join(work_dir, 'metrics.json'), 'w'))
+    return metrics
+
+
+def summary(runs: List[Dict], key: str) -> str:
+    values = [r[key] for r in runs if not r['diverged']]
+    if not values:
+        return 'diverged'
+    if len(values) == 1:
+        return f'{values[0]:.2f}'
+    return f'{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}'
+
+
+def study_seeds(args: argparse.Namespace) -> str:
+    results = {'CE only': [], 'CE + perc (teacher)': []}
+    for seed in range(args.seeds):
+        for name, config in (('CE only', CE), ('CE + perc (teacher)', PERC)):
+            work_dir = osp.join(args.work_dir, 'seeds', name.split()[0].lower() + ('_perc' * ('perc' in name)),
+                                f'seed{seed}')
+            results[name].append(train(config, work_dir, seed, [], args))
+            print(f'[evidence] {name} seed {seed}: {results[name][-1]}', flush=True)
+    lines = ['| run | mIoU (mean ± std) | boundary F (mean ± std) | seeds |', '|---|---|---|---|']
+    for name, runs in results.items():
+        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {len(runs)} |')
+    from scipy.stats import ttest_ind
+    for key in ('mIoU', 'bF'):
+        a = [r[key] for r in results['CE only']]
+        b = [r[key] for r in results['CE + perc (teacher)']]
+        t = ttest_ind(b, a, equal_var=False)
+        lines.append(f'\n{key}: difference of means {statistics.mean(b) - statistics.mean(a):+.2f}, '
+                     f"Welch's t = {t.statistic:.2f}, p = {t.pvalue:.3f} "
+                     f'({"significant" if t.pvalue < 0.05 else "not significant"} at 0.05)')
+    return '\n'.join(lines)
+
+
+def study_init(args: argparse.Namespace) -> str:
+    lines = ['| loss-network init | mIoU (mean ± std) | boundary F (mean ± std) | diverged runs |', '|---|---|---|---|']
+    for name, options in INITS.items():
+        runs = []
+        for seed in range(args.seeds):
+            work_dir = osp.join(args.work_dir, 'init', name.replace('(', '_').replace(')', '').replace(',', '_')
+                                .replace('[', '').replace(']', ''), f'seed{seed}')
+            runs.append(train(PERC, work_dir, seed, options, args))
+            print(f'[evidence] init {name} seed {seed}: {runs[-1]}', flush=True)
+        diverged = sum(r['diverged'] for r in runs)
+        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {diverged}/{len(runs)} |')
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--study', choices=['seeds', 'init'], required=True)
+    parser.add_argument('--seeds', type=int, default=5)
+    parser.add_argument('--max-iters', type=int, default=None, help='shorter runs than the demo\'s 200')
+    parser.add_argument('--data-root', default='data/demo/cityscapes')
+    parser.add_argument('--demo-dir', default='work_dirs/demo', help='where the demo saved its teacher')
+    parser.add_argument('--work-dir', default='work_dirs/evidence')
+    args = parser.parse_args()
+    table = study_seeds(args) if args.study == 'seeds' else study_init(args)
+    out = osp.join(args.work_dir, f'{args.study}.md')
+    os.makedirs(args.work_dir, exist_ok=True)
+    cmd = 'python benchmarks/evidence.py ' + ' '.join(sys.argv[1:])
+    with open(out, 'w') as f:
+        f.write(f'`{cmd}`\n\n{table}\n')
+    print(f'\n{table}\n\nwritten to {out}')
+
+
+if __name__ == '__main__':
+    main()
