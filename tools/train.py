@@ -3,6 +3,8 @@ import argparse
 import logging
 import os.path as osp
 
+import torch
+
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
@@ -37,6 +39,8 @@ def enable_amp(cfg: Config) -> None:
     if wrapper_type == 'AmpOptimWrapper':
         print_log('AMP training is already enabled in your config.', logger='current', level=logging.WARNING)
         return
+    if not torch.cuda.is_available():
+        raise ValueError('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); train without --amp on a CPU')
     if wrapper_type != 'OptimWrapper':
         raise ValueError(f'--amp is only supported with OptimWrapper, but got {wrapper_type}')
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
