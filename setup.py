@@ -30,6 +30,7 @@ setup(
         'ftfy',
         'regex',
     ],
-    extras_require={'tests': ['pytest'], 'demo': ['matplotlib', 'tifffile']},
+    # `pip install -e .[cpu]` pins the verified CPU torch; tools/setup_env.sh does the whole CPU set-up.
+    extras_require={'cpu': ['torch==2.13.0'], 'tests': ['pytest'], 'demo': ['matplotlib']},
     zip_safe=False,
 )

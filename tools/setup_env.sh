@@ -13,7 +13,7 @@ JOBS="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 TORCH_SPEC="torch==2.13.0"
 MMCV_SPEC="mmcv==2.1.0"
 OPENMMLAB_SPECS=("mmengine==0.10.7" "mmsegmentation==1.2.2" "mmdet==3.3.0")
-EXTRA_SPECS=("ftfy" "regex" "pytest" "matplotlib" "tifffile")
+EXTRA_SPECS=("ftfy" "regex" "pytest" "matplotlib")
 
 say() { printf '[setup] %s\n' "$*"; }
 fail() {
