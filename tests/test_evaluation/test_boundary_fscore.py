@@ -13,7 +13,8 @@ def _square(offset=0):
 
 def test_boundaries_of_a_square():
     edges = label_boundaries(_square())
-    assert edges.sum().item() == 2 * (16 * 4)  # both sides of the 4 edges, corners counted once per side
+    # 4-neighbourhood: the square's inner ring (16 * 4 - 4 corners shared) + the outer ring (16 * 4)
+    assert edges.sum().item() == (16 * 4 - 4) + 16 * 4
 
 
 def test_perfect_shifted_and_tolerance():
