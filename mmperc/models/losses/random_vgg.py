@@ -133,7 +133,7 @@ class RandomVGG(nn.Module):
         self.in_channels: Optional[int] = None
         self._num_weights = 0
         if in_channels is not None:
-            self._build(in_channels)
+            self.materialize(in_channels)
 
     @property
     def num_blocks(self) -> int:
@@ -157,7 +157,7 @@ class RandomVGG(nn.Module):
                 shapes.append((c_out, c_out, self.kernel_size))
         return shapes
 
-    def _build(self, in_channels: int, device: Optional[torch.device] = None) -> None:
+    def materialize(self, in_channels: int, device: Optional[torch.device] = None) -> None:
         """Generate the weights for ``in_channels`` and register them as buffers."""
         generator = torch.Generator(device='cpu').manual_seed(self.seed)
         for i, (c_in, c_out, k) in enumerate(self._layer_shapes(in_channels)):
@@ -189,7 +189,7 @@ class RandomVGG(nn.Module):
     def forward(self, x: Tensor, num_blocks: Optional[int] = None) -> List[Tensor]:
         """Embed ``x``; return the output of each of the first ``num_blocks`` blocks."""
         if self.in_channels is None:
-            self._build(x.shape[1], device=x.device)
+            self.materialize(x.shape[1], device=x.device)
         self.check_input(x)
         plan = self._plan(x, self.num_blocks if num_blocks is None else num_blocks)
         pad = self.kernel_size // 2
