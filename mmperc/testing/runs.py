@@ -1,5 +1,5 @@
 """Turn a real mmseg training config into a few-iteration run on generated data."""
-from typing import Tuple
+from typing import Optional, Tuple
 
 from mmengine.config import Config
 
@@ -27,8 +27,8 @@ def shrink_for_quick_run(cfg: Config,
                          crop_size: Tuple[int, int] = (64, 64),
                          scale: Tuple[int, int] = (128, 64),
                          batch_size: int = 2,
-                         val_interval: int = None,
-                         checkpoint_interval: int = None,
+                         val_interval: Optional[int] = None,
+                         checkpoint_interval: Optional[int] = None,
                          seed: int = 0) -> Config:
     """Edit ``cfg`` in place for a quick CPU run: same model and recipe, tiny everything else.
 
