@@ -2,7 +2,6 @@
 import argparse
 import json
 import os.path as osp
-import re
 import statistics
 import sys
 from glob import glob

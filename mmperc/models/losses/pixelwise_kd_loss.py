@@ -1,7 +1,6 @@
 """Pixel-wise knowledge-distillation loss (KL divergence between softened class maps)."""
 from typing import Optional
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.registry import MODELS
