@@ -63,8 +63,8 @@ def train(config: Path, work_dir: str, seed: int, options: List[str], args: argp
         else:
             raise RuntimeError(f'run failed: {" ".join(cmd)}\n{result.stderr[-3000:]}')
     else:
-        logs = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
-        vals = [json.loads(line) for line in logs[-1].read_text().splitlines() if '"mIoU"' in line]
+        from mmperc.utils import read_scalars
+        vals = [s for s in read_scalars(work_dir, latest_only=True) if 'mIoU' in s]
         metrics = {'diverged': False, 'mIoU': vals[-1]['mIoU'], 'bF': vals[-1]['bF']}
         for ckpt in Path(work_dir).glob('*.pth'):
             ckpt.unlink()  # keep the disk small: only the metrics are needed

@@ -1,10 +1,8 @@
 """Data, teacher weights and overrides for benchmarks/gpu_check.sh; then its summary table."""
 import argparse
-import json
 import os.path as osp
 import statistics
 import sys
-from glob import glob
 
 import torch
 
@@ -42,9 +40,8 @@ def prepare(out: str, iters: int) -> None:
 
 def run_stats(out: str, name: str) -> dict:
     """Median ms/iter (after the first logged interval) and max memory (MB) from a run's log."""
-    logs = glob(osp.join(out, name, '*', 'vis_data', 'scalars.json'))
-    entries = [json.loads(line) for line in open(logs[0])] if logs else []
-    train = [e for e in entries if 'time' in e and 'loss' in e][1:]
+    from mmperc.utils import read_scalars
+    train = [e for e in read_scalars(osp.join(out, name), latest_only=True) if 'time' in e and 'loss' in e][1:]
     return dict(ms=statistics.median(e['time'] for e in train) * 1e3 if train else float('nan'),
                 memory=max((e.get('memory', 0) for e in train), default=float('nan')))
 

@@ -1,6 +1,5 @@
 """Shared fixtures: tiny real mmseg model configs and teacher checkpoints saved by the tests."""
 import copy
-import json
 import os
 import re
 import subprocess
@@ -16,6 +15,7 @@ from mmengine.registry import DefaultScope
 import mmperc  # noqa: F401
 from mmperc.models.segmentors import resolve_config_path
 from mmperc.testing import shrink_for_quick_run
+from mmperc.utils import read_scalars
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,9 +74,8 @@ def quick_cfg(path: str, kind: str, data_root: str, out: Optional[Path] = None, 
 
 
 def scalars(work_dir) -> List[dict]:
-    """The per-iteration scalars mmengine logged under ``work_dir``."""
-    files = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
-    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    """The per-iteration scalars mmengine logged under ``work_dir`` (all runs, resumed ones too)."""
+    return read_scalars(work_dir)
 
 
 def miou(output: str) -> float:

@@ -7,7 +7,6 @@ perceptual loss against the teacher (the paper's Eq. 2). Writes ``results.md`` (
 boundary F-score), ``predictions.png`` and ``curves.png`` under the work dir.
 """
 import argparse
-import json
 import os
 import os.path as osp
 import subprocess
@@ -73,15 +72,10 @@ def train(name: str, config: str, args: argparse.Namespace, data_root: str) -> f
     return time.time() - start
 
 
-def read_scalars(run_dir: str) -> List[dict]:
-    """The scalars of the newest log of a run."""
-    files = sorted(Path(run_dir).glob('*/vis_data/scalars.json'))
-    return [json.loads(line) for line in files[-1].read_text().splitlines()] if files else []
-
-
 def final_metrics(run_dir: str) -> Dict[str, float]:
     """mIoU and boundary F-score of the last validation."""
-    vals = [s for s in read_scalars(run_dir) if 'mIoU' in s]
+    from mmperc.utils import read_scalars
+    vals = [s for s in read_scalars(run_dir, latest_only=True) if 'mIoU' in s]
     return {'mIoU': vals[-1]['mIoU'], 'bF': vals[-1]['bF']} if vals else {}
 
 
@@ -123,8 +117,9 @@ def main() -> None:
             continue
         seconds[name] = train(name, config, args, data_root)
     write_results(args, seconds)
+    from mmperc.utils import read_scalars
     from mmperc.visualization import plot_curves, plot_predictions
-    plot_curves({name: read_scalars(osp.join(args.work_dir, name)) for name, _, _ in RUNS},
+    plot_curves({name: read_scalars(osp.join(args.work_dir, name), latest_only=True) for name, _, _ in RUNS},
                 osp.join(args.work_dir, 'curves.png'))
     runs = [(name, str(CONFIGS / config), last_checkpoint(osp.join(args.work_dir, name))) for name, config, _ in RUNS]
     plot_predictions(runs, data_root, osp.join(args.work_dir, 'predictions.png'), num_images=3)
