@@ -1,10 +1,12 @@
 """The README's first command: what the random perceptual loss does, on a CPU, in minutes.
 
-Generates structured scenes in Cityscapes format (no download), trains a PSPNet-R34 teacher
-(once; reused if its checkpoint exists), then three PSPNet-R18 students with the same seed and
-budget: cross-entropy only, CE + perceptual loss against one-hot ground truth, and CE +
-perceptual loss against the teacher (the paper's Eq. 2). Writes ``results.md`` (mIoU and
-boundary F-score), ``predictions.png`` and ``curves.png`` under the work dir.
+Two datasets, nothing downloaded: structured scenes generated in Cityscapes format, and a real
+fluorescence-microscopy image of nuclei shipped by the stardist wheel, tiled into mmseg's generic
+layout (validation tiles from a held-out column). On each, trains a PSPNet-R34 teacher (once;
+reused if its checkpoint exists), then three PSPNet-R18 students with the same seed and budget:
+cross-entropy only, CE + perceptual loss against one-hot ground truth, and CE + perceptual loss
+against the teacher (the paper's Eq. 2). Writes ``results.md`` (mIoU and boundary F-score),
+``predictions.png`` and ``curves.png`` under the work dir.
 """
 import argparse
 import os
@@ -13,18 +15,35 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs' / 'demo'
-RUNS = [
-    # (name, config, what it is)
-    ('teacher', 'pspnet_r34-d8_1xb8-300it_scenes-64x64.py', 'PSPNet-R34 teacher, CE'),
-    ('ce', 'pspnet_r18-d8_1xb8-200it_scenes-64x64.py', 'PSPNet-R18, CE only'),
-    ('perc_gt', 'pspnet_r18-d8_perc-gt_1xb8-200it_scenes-64x64.py', 'PSPNet-R18, CE + perceptual (ground truth)'),
-    ('perc_teacher', 'pspnet_r18-d8_perc-r34_1xb8-200it_scenes-64x64.py',
-     'PSPNet-R18, CE + perceptual (teacher, Eq. 2)'),
+#: One entry per dataset: (track, sub-folder of the work dir, runs). A run is (name, config, what).
+#: The scenes' runs stay directly under the work dir (their _perc config names that teacher).
+TRACKS = [
+    ('scenes', '', [
+        ('teacher', 'pspnet_r34-d8_1xb8-300it_scenes-64x64.py', 'PSPNet-R34 teacher, CE'),
+        ('ce', 'pspnet_r18-d8_1xb8-200it_scenes-64x64.py', 'PSPNet-R18, CE only'),
+        ('perc_gt', 'pspnet_r18-d8_perc-gt_1xb8-200it_scenes-64x64.py',
+         'PSPNet-R18, CE + perceptual (ground truth)'),
+        ('perc_teacher', 'pspnet_r18-d8_perc-r34_1xb8-200it_scenes-64x64.py',
+         'PSPNet-R18, CE + perceptual (teacher, Eq. 2)'),
+    ]),
+    ('nuclei', 'nuclei', [
+        ('teacher', 'pspnet_r34-d8_1xb8-150it_nuclei-64x64.py', 'PSPNet-R34 teacher, CE'),
+        ('ce', 'pspnet_r18-d8_1xb8-100it_nuclei-64x64.py', 'PSPNet-R18, CE only'),
+        ('perc_gt', 'pspnet_r18-d8_perc-gt_1xb8-100it_nuclei-64x64.py',
+         'PSPNet-R18, CE + perceptual (ground truth)'),
+        ('perc_teacher', 'pspnet_r18-d8_perc-r34_1xb8-100it_nuclei-64x64.py',
+         'PSPNet-R18, CE + perceptual (teacher, Eq. 2)'),
+    ]),
 ]
+DESCRIPTIONS = {
+    'scenes': 'generated structured scenes, Cityscapes format (19 classes)',
+    'nuclei': 'real fluorescence-microscopy nuclei (2018 DSB image from the stardist wheel), '
+    '2 classes, validation tiles from a held-out column',
+}
 
 
 def parse_args() -> argparse.Namespace:
@@ -40,7 +59,7 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def run_overrides(name: str, args: argparse.Namespace, data_root: str, work_dir: str) -> List[str]:
+def run_overrides(name: str, args: argparse.Namespace, data_root: str, track_dir: str) -> List[str]:
     """``--cfg-options`` of one run: data root, seed, iterations, teacher checkpoint."""
     options = [f'{loader}.dataset.data_root={data_root}' for loader in
                ('train_dataloader', 'val_dataloader', 'test_dataloader')]
@@ -50,7 +69,7 @@ def run_overrides(name: str, args: argparse.Namespace, data_root: str, work_dir:
         options += [f'train_cfg.max_iters={n}', f'train_cfg.val_interval={n}', f'param_scheduler.0.end={n}',
                     f'default_hooks.checkpoint.interval={n}', 'default_hooks.logger.interval=1']
     if name == 'perc_teacher':
-        options.append(f'model.teacher.checkpoint={last_checkpoint(osp.join(work_dir, "teacher"))}')
+        options.append(f'model.teacher.checkpoint={last_checkpoint(osp.join(track_dir, "teacher"))}')
     return options
 
 
@@ -60,11 +79,10 @@ def last_checkpoint(run_dir: str) -> Optional[str]:
     return str(ckpts[-1]) if ckpts else None
 
 
-def train(name: str, config: str, args: argparse.Namespace, data_root: str) -> float:
+def train(name: str, config: str, args: argparse.Namespace, data_root: str, track_dir: str) -> float:
     """Train one run through tools/train.py (its log streams to the console); return seconds."""
-    run_dir = osp.join(args.work_dir, name)
-    cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(CONFIGS / config), '--work-dir', run_dir,
-           '--cfg-options', *run_overrides(name, args, data_root, args.work_dir)]
+    cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(CONFIGS / config), '--work-dir',
+           osp.join(track_dir, name), '--cfg-options', *run_overrides(name, args, data_root, track_dir)]
     print(f'\n[demo] training {name}: {" ".join(cmd[1:3])}', flush=True)
     start = time.time()
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
@@ -79,22 +97,24 @@ def final_metrics(run_dir: str) -> Dict[str, float]:
     return {'mIoU': vals[-1]['mIoU'], 'bF': vals[-1]['bF']} if vals else {}
 
 
-def write_results(args: argparse.Namespace, seconds: Dict[str, float]) -> str:
-    """Print and save the results table."""
+def write_results(args: argparse.Namespace, seconds: Dict[Tuple[str, str], float], wall: float) -> str:
+    """Print and save the results table, one block of rows per dataset."""
     lines = [
-        '| run | what | mIoU | boundary F (2 px) | train time (s) |',
-        '|---|---|---|---|---|',
+        '| data | run | what | mIoU | boundary F (2 px) | train time (s) |',
+        '|---|---|---|---|---|---|',
     ]
-    for name, config, what in RUNS:
-        metrics = final_metrics(osp.join(args.work_dir, name))
-        took = f'{seconds[name]:.0f}' if name in seconds else 'cached'
-        lines.append(f'| {name} | {what} | {metrics.get("mIoU", float("nan")):.2f} | '
-                     f'{metrics.get("bF", float("nan")):.2f} | {took} |')
+    for track, sub, runs in TRACKS:
+        for name, _, what in runs:
+            metrics = final_metrics(osp.join(args.work_dir, sub, name))
+            took = f'{seconds[track, name]:.0f}' if (track, name) in seconds else 'cached'
+            lines.append(f'| {track} | {name} | {what} | {metrics.get("mIoU", float("nan")):.2f} | '
+                         f'{metrics.get("bF", float("nan")):.2f} | {took} |')
     cmd = 'python tools/demo.py ' + ' '.join(sys.argv[1:])
-    text = ('# mmperc demo\n\nGenerated Cityscapes-format scenes, '
-            f'{args.num_train} train / {args.num_val} val images, seed {args.seed}. '
-            f'Command: `{cmd.strip()}`.\nOne run per model with one seed: a single comparison, not a '
-            'significance test.\n\n' + '\n'.join(lines) + '\n')
+    data = '; '.join(f'{track}: {text}' for track, text in DESCRIPTIONS.items())
+    text = (f'# mmperc demo\n\nData: {data}. Scenes: {args.num_train} train / {args.num_val} val images. '
+            f'Seed {args.seed}. Command: `{cmd.strip()}`; {wall / 60:.1f} min wall clock.\n'
+            'One run per model with one seed: a single comparison, not a significance test.\n\n'
+            + '\n'.join(lines) + '\n')
     path = osp.join(args.work_dir, 'results.md')
     with open(path, 'w') as f:
         f.write(text)
@@ -102,27 +122,41 @@ def write_results(args: argparse.Namespace, seconds: Dict[str, float]) -> str:
     return path
 
 
+def make_data(track: str, args: argparse.Namespace) -> str:
+    """Write (or find, cached) the dataset of a track; return its data root."""
+    from mmperc.testing import make_cityscapes, make_nuclei
+    if track == 'scenes':
+        print('[demo] generating scenes (cached after the first run)', flush=True)
+        return make_cityscapes(args.data_root, num_train=args.num_train, num_val=args.num_val,
+                               size=(128, 256), seed=args.seed, progress=True)
+    print('[demo] tiling the real nuclei image (cached after the first run)', flush=True)
+    return make_nuclei(args.data_root, progress=True)
+
+
 def main() -> None:
     args = parse_args()
+    start = time.time()
     os.makedirs(args.work_dir, exist_ok=True)
-    from mmperc.testing import make_cityscapes
-    print('[demo] generating scenes (cached after the first run)', flush=True)
-    data_root = make_cityscapes(args.data_root, num_train=args.num_train, num_val=args.num_val,
-                                size=(128, 256), seed=args.seed, progress=True)
-    seconds = {}
-    for name, config, _ in RUNS:
-        run_dir = osp.join(args.work_dir, name)
-        if name == 'teacher' and not args.retrain_teacher and args.max_iters is None and last_checkpoint(run_dir):
-            print(f'[demo] reusing the teacher {last_checkpoint(run_dir)} (--retrain-teacher to train it again)')
-            continue
-        seconds[name] = train(name, config, args, data_root)
-    write_results(args, seconds)
+    seconds, roots = {}, {}
+    for track, sub, runs in TRACKS:
+        roots[track] = make_data(track, args)
+        track_dir = osp.join(args.work_dir, sub)
+        for name, config, _ in runs:
+            run_dir = osp.join(track_dir, name)
+            if (name == 'teacher' and not args.retrain_teacher and args.max_iters is None
+                    and last_checkpoint(run_dir)):
+                print(f'[demo] reusing the teacher {last_checkpoint(run_dir)} (--retrain-teacher to train it again)')
+                continue
+            seconds[track, name] = train(name, config, args, roots[track], track_dir)
+    write_results(args, seconds, time.time() - start)
     from mmperc.utils import read_scalars
     from mmperc.visualization import plot_curves, plot_predictions
-    plot_curves({name: read_scalars(osp.join(args.work_dir, name), latest_only=True) for name, _, _ in RUNS},
+    plot_curves({track: {name: read_scalars(osp.join(args.work_dir, sub, name), latest_only=True)
+                         for name, _, _ in runs} for track, sub, runs in TRACKS},
                 osp.join(args.work_dir, 'curves.png'))
-    runs = [(name, str(CONFIGS / config), last_checkpoint(osp.join(args.work_dir, name))) for name, config, _ in RUNS]
-    plot_predictions(runs, data_root, osp.join(args.work_dir, 'predictions.png'), num_images=3)
+    panels = [(track, roots[track], [(name, str(CONFIGS / config), last_checkpoint(osp.join(args.work_dir, sub, name)))
+                                     for name, config, _ in runs]) for track, sub, runs in TRACKS]
+    plot_predictions(panels, osp.join(args.work_dir, 'predictions.png'), num_images=2)
     print(f'[demo] wrote {args.work_dir}/results.md, predictions.png and curves.png')
 
 

@@ -13,7 +13,7 @@ JOBS="${MAX_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 TORCH_SPEC="torch==2.13.0"
 MMCV_SPEC="mmcv==2.1.0"
 OPENMMLAB_SPECS=("mmengine==0.10.7" "mmsegmentation==1.2.2" "mmdet==3.3.0")
-EXTRA_SPECS=("ftfy" "regex" "pytest" "matplotlib")
+EXTRA_SPECS=("ftfy" "regex" "pytest" "matplotlib" "tifffile" "scipy")
 
 say() { printf '[setup] %s\n' "$*"; }
 fail() {
@@ -57,6 +57,9 @@ fi
 say "step 4/5: OpenMMLab packages and test tools"
 "${PIP[@]}" install "${OPENMMLAB_SPECS[@]}" "${EXTRA_SPECS[@]}" "setuptools<70" \
     || fail "OpenMMLab install failed"
+# The demo's real image (tools/demo.py): stardist's wheel ships a nuclei image and its masks;
+# --no-deps because only those two files are read (stardist itself, and TensorFlow, never run).
+"${PIP[@]}" install --no-deps "stardist==0.9.2" || fail "stardist (the demo's real image) failed to install"
 
 say "step 5/5: mmperc in editable mode"
 "${PIP[@]}" install --no-build-isolation --no-deps -e "$ROOT" || fail "pip install -e . failed"

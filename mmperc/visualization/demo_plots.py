@@ -23,70 +23,90 @@ def _pyplot():
     return plt
 
 
-def plot_curves(scalars: Dict[str, List[dict]], out: str) -> None:
-    """Training loss and validation mIoU / boundary F against iteration, one line per run."""
+def plot_curves(scalars: Dict[str, Dict[str, List[dict]]], out: str) -> None:
+    """Training loss and validation mIoU / boundary F against iteration: a row per dataset, a line per run.
+
+    Args:
+        scalars (dict): ``{dataset: {run name: mmengine scalars}}``.
+        out (str): PNG path.
+    """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for name, entries in scalars.items():
-        train = [e for e in entries if 'loss' in e and 'iter' in e]
-        val = [e for e in entries if 'mIoU' in e]
-        label = COLUMN_TITLES.get(name, name)
-        axes[0].plot([e['iter'] for e in train], [e['loss'] for e in train], label=label)
-        axes[1].plot([e['step'] for e in val], [e['mIoU'] for e in val], marker='o', label=label)
-        axes[2].plot([e['step'] for e in val], [e['bF'] for e in val], marker='o', label=label)
-    for ax, title in zip(axes, ('training loss (total)', 'val mIoU (%)', 'val boundary F-score (%)')):
-        ax.set_title(title)
-        ax.set_xlabel('iteration')
-        ax.grid(alpha=0.3)
-        ax.legend()
+    fig, axes = plt.subplots(len(scalars), 3, figsize=(15, 4 * len(scalars)), squeeze=False)
+    for row, (dataset, runs) in enumerate(scalars.items()):
+        for name, entries in runs.items():
+            train = [e for e in entries if 'loss' in e and 'iter' in e]
+            val = [e for e in entries if 'mIoU' in e]
+            label = COLUMN_TITLES.get(name, name)
+            axes[row, 0].plot([e['iter'] for e in train], [e['loss'] for e in train], label=label)
+            axes[row, 1].plot([e['step'] for e in val], [e['mIoU'] for e in val], marker='o', label=label)
+            axes[row, 2].plot([e['step'] for e in val], [e['bF'] for e in val], marker='o', label=label)
+        for ax, title in zip(axes[row], ('training loss (total)', 'val mIoU (%)', 'val boundary F-score (%)')):
+            ax.set_title(f'{dataset}: {title}')
+            ax.set_xlabel('iteration')
+            ax.grid(alpha=0.3)
+            ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
 
 
-def _val_pairs(data_root: str, num_images: int) -> List[Tuple[str, str]]:
+def val_pairs(data_root: str, num_images: int) -> List[Tuple[str, str]]:
+    """``(image, label)`` paths of the first validation images of a Cityscapes-format root or
+    of mmseg's generic ``img_dir``/``ann_dir`` layout (PNG labels of the same name)."""
     images = sorted(glob(osp.join(data_root, 'leftImg8bit', 'val', '*', '*_leftImg8bit.png')))[:num_images]
-    return [(img, img.replace('leftImg8bit', 'gtFine', 1).replace('_leftImg8bit.png', '_gtFine_labelTrainIds.png'))
-            for img in images]
+    if images:
+        return [(img, img.replace('leftImg8bit', 'gtFine', 1).replace('_leftImg8bit.png',
+                                                                      '_gtFine_labelTrainIds.png'))
+                for img in images]
+    images = sorted(glob(osp.join(data_root, 'img_dir', 'val', '*.png')))[:num_images]
+    if not images:
+        raise FileNotFoundError(f'no validation images under {data_root} (Cityscapes or img_dir/ann_dir layout)')
+    return [(img, osp.join(data_root, 'ann_dir', 'val', osp.basename(img))) for img in images]
 
 
-def plot_predictions(runs: List[Tuple[str, str, Optional[str]]], data_root: str, out: str,
-                     num_images: int = 3) -> None:
-    """image | ground truth | each run's prediction, for the first validation images.
+Panel = Tuple[str, str, List[Tuple[str, str, Optional[str]]]]
+
+
+def plot_predictions(panels: List[Panel], out: str, num_images: int = 2) -> None:
+    """image | ground truth | each run's prediction, for the first validation images of each dataset.
 
     Args:
-        runs (list[tuple]): ``(name, config path, checkpoint)`` per run; runs
-            without a checkpoint are skipped.
-        data_root (str): Cityscapes-format root with a ``val`` split.
+        panels (list[tuple]): ``(dataset name, data root, runs)`` per dataset; a run is
+            ``(name, config path, checkpoint)`` and runs without a checkpoint are skipped.
+            Colours come from the checkpoint's ``dataset_meta`` palette.
         out (str): PNG path.
-        num_images (int): Rows. Defaults to 3.
+        num_images (int): Rows per dataset. Defaults to 2.
     """
     import mmcv
     from mmseg.apis import inference_model, init_model
-    from mmseg.datasets import CityscapesDataset
 
-    palette = CityscapesDataset.METAINFO['palette']
-    pairs = _val_pairs(data_root, num_images)
-    order = [name for name in ('ce', 'perc_gt', 'perc_teacher', 'teacher') if name in {r[0] for r in runs}]
-    predictions = {}
-    for name, config, checkpoint in runs:
-        if checkpoint is None:
+    rows, order = [], [name for name in ('ce', 'perc_gt', 'perc_teacher', 'teacher')]
+    for dataset, data_root, runs in panels:
+        pairs = val_pairs(data_root, num_images)
+        predictions, palette = {}, None
+        for name, config, checkpoint in runs:
+            if checkpoint is None:
+                continue
+            model = init_model(config, checkpoint, device='cpu')
+            palette = model.dataset_meta['palette']
+            predictions[name] = [inference_model(model, img).pred_sem_seg.data[0].numpy() for img, _ in pairs]
+        if palette is None:  # no run of this dataset has a checkpoint
             continue
-        model = init_model(config, checkpoint, device='cpu')
-        predictions[name] = [inference_model(model, img).pred_sem_seg.data[0].numpy() for img, _ in pairs]
-    order = [name for name in order if name in predictions]
+        order = [name for name in order if name in predictions]
+        for i, (img, gt) in enumerate(pairs):
+            rows.append((dataset, mmcv.imread(img, channel_order='rgb'),
+                         colorize(mmcv.imread(gt, flag='unchanged'), palette),
+                         {name: colorize(pred[i], palette) for name, pred in predictions.items()}))
     plt = _pyplot()
     cols = 2 + len(order)
-    fig, axes = plt.subplots(len(pairs), cols, figsize=(3 * cols, 1.7 * len(pairs)), squeeze=False)
-    for row, (img, gt) in enumerate(pairs):
-        panels = [mmcv.imread(img, channel_order='rgb'), colorize(mmcv.imread(gt, flag='unchanged'), palette)]
-        panels += [colorize(predictions[name][row], palette) for name in order]
-        for col, (panel, title) in enumerate(zip(panels, ['image', 'ground truth'] +
-                                                 [COLUMN_TITLES.get(n, n) for n in order])):
+    fig, axes = plt.subplots(len(rows), cols, figsize=(3 * cols, 2.2 * len(rows)), squeeze=False)
+    for row, (dataset, image, gt, predicted) in enumerate(rows):
+        panels_row = [image, gt] + [predicted[name] for name in order]
+        titles = [f'{dataset}: image', 'ground truth'] + [COLUMN_TITLES.get(n, n) for n in order]
+        for col, (panel, title) in enumerate(zip(panels_row, titles)):
             axes[row, col].imshow(panel)
             axes[row, col].set_axis_off()
-            if row == 0:
-                axes[row, col].set_title(title, fontsize=9)
+            axes[row, col].set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

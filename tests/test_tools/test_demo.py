@@ -11,9 +11,10 @@ DEMO_CONFIGS = sorted((ROOT / 'configs' / 'demo').glob('*.py'))
 
 @pytest.mark.parametrize('path', DEMO_CONFIGS, ids=[p.name for p in DEMO_CONFIGS])
 def test_demo_config_names_match_content(path):
-    match = re.match(r'^pspnet_r(\d+)-d8(?:_perc-(gt|r\d+))?_1xb(\d+)-(\d+)it_scenes-(\d+)x(\d+)\.py$', path.name)
+    match = re.match(r'^pspnet_r(\d+)-d8(?:_perc-(gt|r\d+))?_1xb(\d+)-(\d+)it_(scenes|nuclei)-(\d+)x(\d+)\.py$',
+                     path.name)
     assert match, path.name
-    depth, perc, batch, iters, h, w = match.groups()
+    depth, perc, batch, iters, data, h, w = match.groups()
     cfg = Config.fromfile(str(path))
     assert cfg.model.backbone.depth == int(depth)
     assert cfg.train_dataloader.batch_size == int(batch)
@@ -24,7 +25,10 @@ def test_demo_config_names_match_content(path):
         assert [loss.type for loss in cfg.model.decode_head.loss_decode][-1] == 'RandomPerceptualLoss'
     elif perc:
         assert cfg.model.type == 'PerceptualDistillSegmentor'
-        assert f'pspnet_{perc}-d8' in cfg.model.teacher.config
+        assert f'pspnet_{perc}-d8' in cfg.model.teacher.config and data in cfg.model.teacher.config
+        teacher = Config.fromfile(str(ROOT / cfg.model.teacher.config))
+        assert teacher.model.decode_head.num_classes == cfg.model.decode_head.num_classes
+    assert cfg.train_dataloader.dataset.data_root == f'data/demo/{"cityscapes" if data == "scenes" else data}'
     assert cfg.model.pretrained is None  # nothing to download
 
 
@@ -34,11 +38,14 @@ def test_demo_smoke_run_writes_table_and_figures(tmp_path):
     assert 'wrote' in out
     table = (tmp_path / 'demo' / 'results.md').read_text()
     rows = [line for line in table.splitlines() if line.startswith('| ') and 'mIoU' not in line]
-    assert [row.split('|')[1].strip() for row in rows] == ['teacher', 'ce', 'perc_gt', 'perc_teacher']
+    runs = ['teacher', 'ce', 'perc_gt', 'perc_teacher']
+    assert [tuple(row.split('|')[i].strip() for i in (1, 2)) for row in rows] == \
+        [(data, run) for data in ('scenes', 'nuclei') for run in runs]
     for row in rows:
-        miou, bf = (float(row.split('|')[i]) for i in (3, 4))
+        miou, bf = (float(row.split('|')[i]) for i in (4, 5))
         assert 0 <= miou <= 100 and 0 <= bf <= 100
     from PIL import Image
-    for name, min_width in (('predictions.png', 600), ('curves.png', 900)):
-        with Image.open(tmp_path / 'demo' / name) as image:
-            assert image.width >= min_width and image.height >= 200
+    for name, min_width, min_height in (('predictions.png', 600, 600), ('curves.png', 900, 600)):
+        with Image.open(tmp_path / 'demo' / name) as image:  # a row of panels per dataset
+            assert image.width >= min_width and image.height >= min_height
+    assert (tmp_path / 'data' / 'nuclei' / 'img_dir' / 'val').is_dir()
