@@ -126,49 +126,96 @@ def bench_loss(settings, device: str, batch: int, repeats: int) -> List[Dict]:
     return rows
 
 
-def bench_step(device: str, batch: int, size: int, classes: int, repeats: int) -> Dict[str, float]:
-    """PSPNet-R18 training step (fwd, bwd, SGD) with and without the perceptual term."""
-    from mmengine.config import Config
-    from mmengine.registry import DefaultScope
-    from mmengine.structures import PixelData
-    from mmseg.registry import MODELS
-    from mmseg.structures import SegDataSample
+PLAIN_CONFIG = 'configs/pspnet/pspnet_r18-d8_4xb2-40k_cityscapes-769x769.py'
+PERC_CONFIG = 'configs/perc/pspnet_r18-d8_perc-r101_4xb2-40k_cityscapes-769x769.py'
 
-    from mmperc.models.segmentors import resolve_config_path
+
+def _build(cfg, device: str):
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import MODELS
+
     from mmperc.utils import sync_bn_to_bn
-    cfg = Config.fromfile(resolve_config_path('mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-769x769.py'))
     cfg.model.pretrained = None
+    cfg.model.backbone.pop('init_cfg', None)
     sync_bn_to_bn(cfg.model)
-    cfg.model.decode_head.num_classes = classes
-    cfg.model.auxiliary_head.num_classes = classes
     with DefaultScope.overwrite_default_scope('mmseg'):
-        student = MODELS.build(cfg.model).to(device).train()
-    perc = RandomPerceptualLoss(in_channels=classes, loss_weight=0.1).to(device)
-    optim = torch.optim.SGD(student.parameters(), lr=1e-3)
-    inputs = torch.randn(batch, 3, size, size, device=device)
+        return MODELS.build(cfg.model).to(device).train()
+
+
+def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = False) -> Dict[str, float]:
+    """Training step (fwd, bwd, SGD) of the plain PSPNet-R18 config and of its ``_perc`` config.
+
+    (A): the ``_perc`` step with the teacher's logits given (the cost of the loss itself);
+    (B): the whole distillation step, the PSPNet-R101 teacher's forward included (random
+    weights, saved to a temporary checkpoint and loaded the way training loads it).
+    """
+    import tempfile
+
+    from mmengine.config import Config
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    student = _build(Config.fromfile(os.path.join(root, PLAIN_CONFIG)), device)
+    cfg = Config.fromfile(os.path.join(root, PERC_CONFIG))
+    from mmperc.models.segmentors import resolve_config_path
+    teacher_cfg = Config.fromfile(resolve_config_path(cfg.model.teacher.config))
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = os.path.join(tmp, 'teacher.pth')
+        torch.save({'state_dict': _build(teacher_cfg, 'cpu').state_dict()}, ckpt)
+        cfg.model.teacher.checkpoint = ckpt
+        distill = _build(cfg, device)
+        assert distill.teacher is not None  # built and loaded now, as in training
+    distill.load_state_dict(student.state_dict())
+    num_classes = student.decode_head.num_classes
+    g = torch.Generator().manual_seed(0)
+    inputs = torch.randn(batch, 3, size, size, generator=g).to(device)
     samples = []
     for _ in range(batch):
-        sample = SegDataSample(gt_sem_seg=PixelData(data=torch.randint(0, classes, (1, size, size), device=device)))
+        label = torch.randint(0, num_classes, (1, size, size), generator=g).to(device)
+        sample = SegDataSample(gt_sem_seg=PixelData(data=label))
         sample.set_metainfo(dict(img_shape=(size, size), pad_shape=(size, size)))
         samples.append(sample)
-    teacher_logits = torch.randn(batch, classes, size // 8, size // 8, device=device)
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+        teacher_logits = distill.teacher_logits(inputs)
 
-    def step(with_perc: bool) -> torch.Tensor:
-        x = student.extract_feat(inputs)
-        logits = student.decode_head(x)
-        losses = student.decode_head.loss_by_feat(logits, samples)
-        losses.update(student._auxiliary_head_forward_train(x, samples))
-        total = sum(v for k, v in losses.items() if 'loss' in k)
-        if with_perc:
-            up = F.interpolate(logits, size=(size, size), mode='bilinear', align_corners=False)
-            target = F.interpolate(teacher_logits, size=(size, size), mode='bilinear', align_corners=False)
-            total = total + perc(up, target)
-        optim.zero_grad()
-        return total
+    def given_teacher_logits(model) -> dict:  # the distillation step without the teacher's forward
+        x = model.extract_feat(inputs)
+        losses = model._distill_decode_head_forward_train(x, samples, teacher_logits)
+        losses.update(model._auxiliary_head_forward_train(x, samples))
+        return losses
 
-    plain, _, _ = measure(lambda: step(False), device, repeats)
-    with_perc, _, _ = measure(lambda: step(True), device, repeats)
-    return dict(plain_ms=plain * 1e3, perc_ms=with_perc * 1e3, ratio=with_perc / plain)
+    def step(model, losses_of) -> Callable[[], torch.Tensor]:
+        optim = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+        def run() -> torch.Tensor:
+            optim.zero_grad()
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+                losses = losses_of(model)
+            return sum(v for k, v in losses.items() if 'loss' in k)
+        return run
+
+    plain, _, _ = measure(step(student, lambda m: m.loss(inputs, samples)), device, repeats)
+    with_perc, _, _ = measure(step(distill, given_teacher_logits), device, repeats)
+    whole, _, _ = measure(step(distill, lambda m: m.loss(inputs, samples)), device, repeats)
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+        teacher_ms = measure_forward(lambda: distill.teacher_logits(inputs), device, repeats)
+    return dict(plain_ms=plain * 1e3, perc_ms=with_perc * 1e3, whole_ms=whole * 1e3, teacher_ms=teacher_ms,
+                ratio=with_perc / plain, whole_ratio=whole / plain)
+
+
+def measure_forward(fn: Callable[[], torch.Tensor], device: str, repeats: int) -> float:
+    """Median milliseconds of ``fn()`` (no backward)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -177,13 +224,14 @@ def main() -> None:
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--full', action='store_true', help='19/150 classes x 512/769 (slow on CPU)')
+    parser.add_argument('--size', type=int, default=256, help='input size of the quick loss settings')
     parser.add_argument('--step-size', type=int, default=256, help='input size of the training-step benchmark')
     args = parser.parse_args()
     structures = [(2, 2, 3, 3, 3), (1, 1, 1, 1, 1)]
     if args.full:
         settings = [(s, c, size) for s in structures for c in (19, 150) for size in (512, 769)]
     else:
-        settings = [(s, 19, 256) for s in structures]
+        settings = [(s, 19, args.size) for s in structures]
     print(f'device={args.device} batch={args.batch} torch={torch.__version__} threads={torch.get_num_threads()}')
     print('\n1. Loss forward+backward: mmperc vs reference (same weights, float32)')
     print(f'{"structure":<18}{"C":>4}{"size":>6}{"ref ms":>9}{"ours ms":>9}{"speedup":>9}'
@@ -194,11 +242,14 @@ def main() -> None:
               f'  {r["same_value"]}')
     print(f'   targets: speedup >= {TARGET_SPEEDUP}x, memory (peak growth) <= {TARGET_MEMORY}x, same value '
           'within 1e-5; saved = activation memory kept for backward, ours / reference')
-    step = bench_step(args.device, args.batch, args.step_size, 19, args.repeats)
-    print(f'\n2. PSPNet-R18 training step at {args.step_size}x{args.step_size}, batch {args.batch}, 19 classes, '
-          'teacher logits given')
-    print(f'   plain {step["plain_ms"]:.1f} ms, + perceptual term {step["perc_ms"]:.1f} ms: '
-          f'ratio (A) {step["ratio"]:.2f}x (target <= {TARGET_STEP_OVERHEAD}x)')
+    for amp in ([False, True] if args.device == 'cuda' else [False]):
+        step = bench_step(args.device, args.batch, args.step_size, args.repeats, amp=amp)
+        print(f'\n2. Training step, {PERC_CONFIG} vs {PLAIN_CONFIG}, {args.step_size}x{args.step_size}, '
+              f'batch {args.batch}, {"bf16 autocast" if amp else "float32"}')
+        print(f'   plain {step["plain_ms"]:.1f} ms; + perceptual term (teacher logits given) {step["perc_ms"]:.1f} ms: '
+              f'ratio (A) {step["ratio"]:.2f}x (target <= {TARGET_STEP_OVERHEAD}x)')
+        print(f'   whole distillation step {step["whole_ms"]:.1f} ms (teacher forward {step["teacher_ms"]:.1f} ms): '
+              f'ratio (B) {step["whole_ratio"]:.2f}x (no fixed target)')
 
 
 if __name__ == '__main__':

@@ -8,11 +8,15 @@ tools/train.py, reporting the final validation mIoU and boundary F-score:
 - ``--study init``: the paper's Table 4 at small scale: the loss network initialised by
   ``paper``, ``xavier``, N(0, 1), N(0, 0.1), N(0, 0.01), U[-1, 1], U[-0.1, 0.1], U[-0.01, 0.01],
   over N seeds; a run whose loss becomes non-finite counts as diverged.
+- ``--study structure``: the paper's Tables 2-3 at small scale: (1,1,1,1,1) vs VGG16 vs VGG19,
+  kernel sizes 1/3/5/7, and VGG16 at half resolution (``resize=0.5``, the cheaper option of the
+  performance benchmark), over N seeds, with the CE-only student beside them.
 
 Needs the demo's data and teacher (``make demo`` or ``python tools/demo.py`` first).
 
     python benchmarks/evidence.py --study seeds --seeds 5
     python benchmarks/evidence.py --study init --seeds 3 --max-iters 100
+    python benchmarks/evidence.py --study structure --seeds 2 --max-iters 100
 """
 import argparse
 import json
@@ -40,11 +44,32 @@ INITS = {
     'U[-0.01,0.01]': [f'{INIT}.type=uniform', f'{INIT}.a=0.01'],
 }
 
+PERC_LOSS = 'model.loss_perc'
+#: Structure variants (paper Tables 2-3); the demo's student uses the first one.
+STRUCTURES = {
+    '(1,1,1,1,1), k=3': [],
+    'VGG16 (2,2,3,3,3), k=3': [f'{PERC_LOSS}.num_convs=[2,2,3,3,3]'],
+    'VGG19 (2,2,4,4,4), k=3': [f'{PERC_LOSS}.num_convs=[2,2,4,4,4]'],
+    '(1,1,1,1,1), k=1': [f'{PERC_LOSS}.kernel_size=1'],
+    '(1,1,1,1,1), k=5': [f'{PERC_LOSS}.kernel_size=5'],
+    '(1,1,1,1,1), k=7': [f'{PERC_LOSS}.kernel_size=7'],
+    'VGG16, resize=0.5': [f'{PERC_LOSS}.num_convs=[2,2,3,3,3]', f'{PERC_LOSS}.resize=0.5'],
+}
+
+
+def slug(name: str) -> str:
+    """A folder name for a variant."""
+    return ''.join(c if c.isalnum() or c in '.-' else '_' for c in name).strip('_')
+
 
 def train(config: Path, work_dir: str, seed: int, options: List[str], args: argparse.Namespace) -> Optional[Dict]:
     """One run; its final validation metrics, or None if it diverged (non-finite loss)."""
     if osp.exists(osp.join(work_dir, 'metrics.json')):
-        return json.load(open(osp.join(work_dir, 'metrics.json')))
+        cached = json.load(open(osp.join(work_dir, 'metrics.json')))
+        if cached.get('max_iters', args.max_iters) != args.max_iters:
+            raise RuntimeError(f'{work_dir} holds a run of {cached["max_iters"]} iterations, not '
+                               f'--max-iters {args.max_iters}: use another --work-dir')
+        return cached
     teacher = sorted(Path(args.demo_dir, 'teacher').glob('iter_*.pth'))
     opts = [f'randomness.seed={seed}', f'model.teacher.checkpoint={teacher[-1]}' if teacher and config == PERC
             else None] + [f'{loader}.dataset.data_root={args.data_root}' for loader in
@@ -68,6 +93,7 @@ def train(config: Path, work_dir: str, seed: int, options: List[str], args: argp
         metrics = {'diverged': False, 'mIoU': vals[-1]['mIoU'], 'bF': vals[-1]['bF']}
         for ckpt in Path(work_dir).glob('*.pth'):
             ckpt.unlink()  # keep the disk small: only the metrics are needed
+    metrics['max_iters'] = args.max_iters
     json.dump(metrics, open(osp.join(work_dir, 'metrics.json'), 'w'))
     return metrics
 
@@ -117,16 +143,32 @@ def study_init(args: argparse.Namespace) -> str:
     return '\n'.join(lines)
 
 
+def study_structure(args: argparse.Namespace) -> str:
+    lines = ['| loss network | mIoU (mean ± std) | boundary F (mean ± std) | diverged runs |', '|---|---|---|---|']
+    variants = [('CE only (no perceptual term)', CE, [])] + [(name, PERC, opts) for name, opts in STRUCTURES.items()]
+    for name, config, options in variants:
+        runs = []
+        for seed in range(args.seeds):
+            # the default structure with the paper's init is the init study's 'paper' run: shared
+            folder = ('init/paper' if name == '(1,1,1,1,1), k=3' else f'structure/{slug(name)}')
+            work_dir = osp.join(args.work_dir, folder, f'seed{seed}')
+            runs.append(train(config, work_dir, seed, options, args))
+            print(f'[evidence] structure {name} seed {seed}: {runs[-1]}', flush=True)
+        diverged = sum(r['diverged'] for r in runs)
+        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {diverged}/{len(runs)} |')
+    return '\n'.join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--study', choices=['seeds', 'init'], required=True)
+    parser.add_argument('--study', choices=['seeds', 'init', 'structure'], required=True)
     parser.add_argument('--seeds', type=int, default=5)
     parser.add_argument('--max-iters', type=int, default=None, help='shorter runs than the demo\'s 200')
     parser.add_argument('--data-root', default='data/demo/cityscapes')
     parser.add_argument('--demo-dir', default='work_dirs/demo', help='where the demo saved its teacher')
     parser.add_argument('--work-dir', default='work_dirs/evidence')
     args = parser.parse_args()
-    table = study_seeds(args) if args.study == 'seeds' else study_init(args)
+    table = {'seeds': study_seeds, 'init': study_init, 'structure': study_structure}[args.study](args)
     out = osp.join(args.work_dir, f'{args.study}.md')
     os.makedirs(args.work_dir, exist_ok=True)
     cmd = 'python benchmarks/evidence.py ' + ' '.join(sys.argv[1:])

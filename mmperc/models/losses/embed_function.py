@@ -7,32 +7,61 @@ from torch import Tensor
 from torch.nn.grad import conv2d_input
 
 
+Plan = Sequence[Tuple[str, Optional[Tensor], int]]
+_WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) offsets in a 2x2 pooling window
+
+
+def _feeds_max_pool(plan: Plan, i: int) -> bool:
+    """Whether the conv at ``plan[i]`` is followed directly by a max pooling."""
+    return i + 1 < len(plan) and plan[i + 1][0] == 'max'
+
+
+def _window_positions(indices: Tensor, width: int) -> Tensor:
+    """Max-pooling argmax indices (flat per plane) as the winner's 2x2 window offset, 0..3, uint8."""
+    row = torch.div(indices, width, rounding_mode='floor').remainder_(2)
+    col = indices.remainder(width).remainder_(2)
+    return row.mul_(2).add_(col).to(torch.uint8)
+
+
+def _unpool(grad: Tensor, positions: Tensor, shape: torch.Size) -> Tensor:
+    """Route the pooled gradient to each window's winner; zero elsewhere (odd edges included)."""
+    out = grad.new_zeros(shape)
+    h, w = grad.shape[-2:]
+    for k, (dy, dx) in enumerate(_WINDOW):
+        out[..., dy:2 * h:2, dx:2 * w:2] = grad * (positions == k)
+    return out
+
+
 class FrozenVGGEmbed(torch.autograd.Function):
     """Embed ``x`` with fixed weights; backward needs only the input gradient.
 
-    Autograd would keep every conv input (float) for the backward pass. The
-    weights are frozen, so the input gradient of a conv needs the weight only,
-    and a ReLU needs only where its output is positive: this function keeps a
-    bool mask per ReLU and the argmax indices per max pooling, about a quarter
-    of autograd's activation memory, and computes the same gradient.
+    Autograd would keep every conv input (float) and the int64 argmax of every max
+    pooling for the backward pass. The weights are frozen, so the input gradient
+    of a conv needs the weight only, and a ReLU needs only where its output is
+    positive. This function keeps one byte per element instead: a bool mask per
+    ReLU, and per max pooling the winner's position in its 2x2 window (uint8) and
+    whether the winner is positive, which is all the ReLU before the pooling
+    needs, so that ReLU keeps no full-size mask. Same gradient as autograd.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, plan: Sequence[Tuple[str, Optional[Tensor], int]], pad: int) -> Tuple[Tensor, ...]:
+    def forward(ctx, x: Tensor, plan: Plan, pad: int) -> Tuple[Tensor, ...]:
         """Run ``plan``: ``('conv', w, stride)`` (+ReLU), ``('max', None, 0)``, ``('avg', None, 0)``, ``('out', ...)``."""
         ctx.input_dtype = x.dtype
         saved: List[Tensor] = []
         shapes = []
         outputs = []
-        for op, weight, stride in plan:
+        for i, (op, weight, stride) in enumerate(plan):
             if op == 'conv':
                 shapes.append(x.shape)
                 x = F.relu(F.conv2d(x, weight, stride=stride, padding=pad), inplace=True)
-                saved.append(x > 0)
+                if not _feeds_max_pool(plan, i):
+                    saved.append(x > 0)
             elif op == 'max':
                 shapes.append(x.shape)
+                width = x.shape[-1]
                 x, indices = F.max_pool2d(x, 2, 2, return_indices=True)
-                saved.append(indices)
+                saved += [_window_positions(indices, width), x > 0]
             elif op == 'avg':
                 shapes.append(x.shape)
                 x = F.avg_pool2d(x, 2, 2)
@@ -48,25 +77,29 @@ class FrozenVGGEmbed(torch.autograd.Function):
         shapes = list(ctx.shapes)
         outputs_left = len(grad_outputs)
         grad: Optional[Tensor] = None
-        for op, weight, stride in reversed(ctx.plan):
+        plan = ctx.plan
+        for i in reversed(range(len(plan))):
+            op, weight, stride = plan[i]
             if op == 'out':
                 outputs_left -= 1
                 g = grad_outputs[outputs_left]
                 if g is not None:
                     grad = g if grad is None else grad + g.to(grad.dtype)
                 continue
-            if grad is None:  # nothing flows back from the blocks after this op
-                if op != 'avg':
-                    saved.pop()
-                shapes.pop()
-                continue
             shape = shapes.pop()
-            if op == 'conv':  # the gradient dtype follows the forward's (bf16 under autocast)
-                grad = conv2d_input(shape, weight.to(grad.dtype), grad * saved.pop(), stride=stride,
-                                    padding=ctx.pad)
+            if op == 'conv':
+                mask = None if _feeds_max_pool(plan, i) else saved.pop()
+                if grad is None:  # nothing flows back from the blocks after this op
+                    continue
+                if mask is not None:
+                    grad = grad * mask
+                # the gradient dtype follows the forward's (bf16 under autocast)
+                grad = conv2d_input(shape, weight.to(grad.dtype), grad, stride=stride, padding=ctx.pad)
             elif op == 'max':
-                grad = F.max_unpool2d(grad, saved.pop(), 2, 2, output_size=shape[-2:])
-            else:
+                positive, positions = saved.pop(), saved.pop()
+                if grad is not None:
+                    grad = _unpool(grad * positive, positions, shape)
+            elif grad is not None:
                 up = F.interpolate(grad, scale_factor=2, mode='nearest') / 4
                 grad = F.pad(up, (0, shape[-1] - up.shape[-1], 0, shape[-2] - up.shape[-2]))
         return (grad.to(ctx.input_dtype) if grad is not None else None), None, None

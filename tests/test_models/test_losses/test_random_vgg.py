@@ -139,3 +139,28 @@ def test_memory_lean_backward_equals_autograd(downsample, size):
     for a, b in zip(feats, reference_feats):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(lean_x.grad, auto_x.grad)
+
+
+@pytest.mark.parametrize('downsample', ['maxpool', 'avgpool', 'conv'])
+def test_backward_keeps_under_one_byte_per_activation(downsample):
+    """Only bool/uint8 tensors are kept: a byte per ReLU output at most (autograd: 4), less with
+    max pooling, whose ReLU keeps no mask of its own."""
+    net = RandomVGG(in_channels=3, num_convs=(2, 2, 3), channels=(8, 16, 16), downsample=downsample)
+    x = torch.randn(2, 3, 33, 40, requires_grad=True)
+    kept = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+        feats = net(x)
+    activations = 0
+    h = x.detach()
+    with torch.no_grad():
+        for op, weight, stride in net._plan(h, 3):
+            if op == 'conv':
+                h = torch.nn.functional.conv2d(h, weight, stride=stride, padding=1)
+                activations += h.numel()
+            elif op in ('max', 'avg'):
+                h = torch.nn.functional.max_pool2d(h, 2, 2)
+    assert kept and all(t.dtype in (torch.bool, torch.uint8) for t in kept)
+    kept_bytes = sum(t.numel() * t.element_size() for t in kept)
+    assert kept_bytes <= (0.8 if downsample == 'maxpool' else 1.0) * activations
+    feats[-1].sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()

@@ -176,3 +176,13 @@ def test_optional_pixelwise_kd_term(teacher_ckpt):
     cfg.pop('teacher')
     with pytest.raises(ValueError, match='loss_kd distils from a teacher'):
         build(cfg)
+
+
+def test_channels_last_teacher_gives_the_same_logits(teacher_ckpt):
+    torch.manual_seed(0)
+    fast = build(distill_cfg(teacher_ckpt))  # channels_last by default
+    plain = build(distill_cfg(teacher_ckpt, channels_last=False))
+    conv = next(m for m in fast.teacher.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    inputs, _ = batch()
+    torch.testing.assert_close(fast.teacher_logits(inputs), plain.teacher_logits(inputs), rtol=1e-4, atol=1e-4)
