@@ -129,8 +129,20 @@ def study_seeds(args: argparse.Namespace) -> str:
     return '\n'.join(lines)
 
 
+#: A run whose final mIoU is below this learnt nothing (the student collapsed to one or two classes).
+NO_LEARNING_MIOU = 5.0
+
+
+def failed(runs: List[Dict]) -> str:
+    """``diverged / no learning / runs``: a non-finite loss, or a final mIoU under NO_LEARNING_MIOU."""
+    diverged = sum(r['diverged'] for r in runs)
+    stuck = sum(not r['diverged'] and r['mIoU'] < NO_LEARNING_MIOU for r in runs)
+    return f'{diverged} / {stuck} / {len(runs)}'
+
+
 def study_init(args: argparse.Namespace) -> str:
-    lines = ['| loss-network init | mIoU (mean ± std) | boundary F (mean ± std) | diverged runs |', '|---|---|---|---|']
+    lines = ['| loss-network init | mIoU (mean ± std) | boundary F (mean ± std) | diverged / no learning / runs |',
+             '|---|---|---|---|']
     for name, options in INITS.items():
         runs = []
         for seed in range(args.seeds):
@@ -138,13 +150,14 @@ def study_init(args: argparse.Namespace) -> str:
                                 .replace('[', '').replace(']', ''), f'seed{seed}')
             runs.append(train(PERC, work_dir, seed, options, args))
             print(f'[evidence] init {name} seed {seed}: {runs[-1]}', flush=True)
-        diverged = sum(r['diverged'] for r in runs)
-        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {diverged}/{len(runs)} |')
+        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {failed(runs)} |')
+    lines.append(f'\nno learning: final mIoU below {NO_LEARNING_MIOU} (the loss stayed finite, the student collapsed)')
     return '\n'.join(lines)
 
 
 def study_structure(args: argparse.Namespace) -> str:
-    lines = ['| loss network | mIoU (mean ± std) | boundary F (mean ± std) | diverged runs |', '|---|---|---|---|']
+    lines = ['| loss network | mIoU (mean ± std) | boundary F (mean ± std) | diverged / no learning / runs |',
+             '|---|---|---|---|']
     variants = [('CE only (no perceptual term)', CE, [])] + [(name, PERC, opts) for name, opts in STRUCTURES.items()]
     for name, config, options in variants:
         runs = []
@@ -154,8 +167,7 @@ def study_structure(args: argparse.Namespace) -> str:
             work_dir = osp.join(args.work_dir, folder, f'seed{seed}')
             runs.append(train(config, work_dir, seed, options, args))
             print(f'[evidence] structure {name} seed {seed}: {runs[-1]}', flush=True)
-        diverged = sum(r['diverged'] for r in runs)
-        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {diverged}/{len(runs)} |')
+        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {failed(runs)} |')
     return '\n'.join(lines)
 
 
