@@ -26,6 +26,7 @@ def _activate(x: Tensor, activation: str) -> Tensor:
     return x
 
 
+@torch.no_grad()  # isfinite is abs() != inf underneath: no graph that would hold x
 def _check_finite(x: Tensor, name: str) -> None:
     if not bool(torch.isfinite(x).all()):
         raise ValueError(
@@ -219,9 +220,7 @@ class RandomPerceptualLoss(nn.Module):
         """Name of the loss item in the losses dict (``loss_`` prefix: backpropagated)."""
         return self._loss_name
 
-    def _inputs(self, pred: Tensor, target: Tensor, ignore_index: Optional[int],
-                valid_mask: Optional[Tensor]) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-        """Activated prediction and target, and the mask of valid pixels."""
+    def _check_pred(self, pred: Tensor) -> None:
         if pred.dim() != 4:
             raise ValueError(f'pred must be (N, C, H, W), but got shape {tuple(pred.shape)}')
         if not pred.is_floating_point():
@@ -232,6 +231,10 @@ class RandomPerceptualLoss(nn.Module):
                 'set in_channels to the number of classes of the head (or None to infer it)')
         if self.check_finite:
             _check_finite(pred, 'prediction')
+
+    def _target(self, pred: Tensor, target: Tensor, ignore_index: Optional[int],
+                valid_mask: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+        """The activated target (float, the prediction's dtype) and the mask of valid pixels."""
         n, c, h, w = pred.shape
         if target.is_floating_point():
             if target.shape != pred.shape:
@@ -255,29 +258,39 @@ class RandomPerceptualLoss(nn.Module):
             if valid_mask.shape != (n, h, w):
                 raise ValueError(f'valid_mask must be (N, H, W) = {(n, h, w)}, got {tuple(valid_mask.shape)}')
             valid = valid_mask.bool() if valid is None else valid & valid_mask.bool()
-        pred = _activate(pred, self.pred_activation)
-        if self.log_input:
-            pred = pred.clamp(min=self.log_eps).log()
-            target = target.clamp(min=self.log_eps).log()
-        if valid is not None:
-            mask = valid.unsqueeze(1)
-            pred = pred * mask.to(pred.dtype)
-            target = target * mask.to(target.dtype)
-        size = _resize_size((h, w), self.resize)
-        if size is not None and size != (h, w):
-            pred = F.interpolate(pred, size=size, mode='bilinear', align_corners=False)
-            target = F.interpolate(target.to(pred.dtype), size=size, mode='bilinear', align_corners=False)
-        return pred, target.to(pred.dtype), valid
+        # the dtype the activated prediction has: autocast computes softmax/sigmoid in float32
+        autocast = torch.is_autocast_enabled(pred.device.type) and self.pred_activation != 'none'
+        return self._finish(target.to(torch.float32 if autocast else pred.dtype), valid), valid
 
-    def _distances(self, pred: Tensor, target: Tensor) -> List[Tuple[float, Tensor]]:
-        """``(layer weight, elementwise distance)`` of every block that counts."""
+    def _finish(self, x: Tensor, valid: Optional[Tensor]) -> Tensor:
+        """Log (``log_input``), zero invalid pixels and resize one activated side."""
+        if self.log_input:
+            x = x.clamp(min=self.log_eps).log()
+        if valid is not None:
+            x = x * valid.unsqueeze(1).to(x.dtype)
+        size = _resize_size(tuple(x.shape[-2:]), self.resize)
+        if size is not None and size != tuple(x.shape[-2:]):
+            x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
+        return x
+
+    def _blocks(self) -> Tuple[int, List[float]]:
+        """How many blocks to run and the weight of each."""
         if self.layer_weights is None:
-            num_blocks, weights = self.network.num_blocks, [0.0] * (self.network.num_blocks - 1) + [1.0]
-        else:
-            weights = list(self.layer_weights)
-            num_blocks = max(i + 1 for i, wt in enumerate(weights) if wt != 0) if any(weights) else 1
+            return self.network.num_blocks, [0.0] * (self.network.num_blocks - 1) + [1.0]
+        weights = list(self.layer_weights)
+        return (max(i + 1 for i, wt in enumerate(weights) if wt != 0) if any(weights) else 1), weights
+
+    def _target_features(self, pred: Tensor, target: Tensor, ignore_index: Optional[int],
+                         valid_mask: Optional[Tensor]) -> Tuple[List[Tensor], Optional[Tensor]]:
+        """Embed the target without autograd. Its activated (one-hot/softmax) form lives only
+        in here, so it is freed before the prediction's pass: one class-sized map less at the peak."""
+        target, valid = self._target(pred, target, ignore_index, valid_mask)
         with torch.no_grad():
-            target_feats = self.network(target, num_blocks)
+            return self.network(target, self._blocks()[0]), valid
+
+    def _distances(self, pred: Tensor, target_feats: List[Tensor]) -> List[Tuple[float, Tensor]]:
+        """``(layer weight, elementwise distance)`` of every block that counts."""
+        num_blocks, weights = self._blocks()
         pred_feats = self.network(pred, num_blocks)
         out = []
         for wt, fp, ft in zip(weights, pred_feats, target_feats):
@@ -336,8 +349,10 @@ class RandomPerceptualLoss(nn.Module):
         if reduction_override not in (None, ) + _REDUCTIONS:
             raise ValueError(f'reduction_override must be None or one of {_REDUCTIONS}, got {reduction_override!r}')
         reduction = reduction_override or self.reduction
-        pred, target, _ = self._inputs(pred, target, ignore_index, valid_mask)
-        distances = self._distances(pred, target)
+        self._check_pred(pred)
+        target_feats, valid = self._target_features(pred, target, ignore_index, valid_mask)
+        activated = self._finish(_activate(pred, self.pred_activation), valid)
+        distances = self._distances(activated, target_feats)
         if reduction == 'none' and len(distances) > 1:
             raise ValueError(
                 "reduction='none' returns one embedding-shaped map, so it needs a single "
