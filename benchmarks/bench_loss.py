@@ -74,7 +74,7 @@ def measure(fn: Callable[[], torch.Tensor], device: str, repeats: int) -> Tuple[
         fn().backward()
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = _cpu_peak_mib(fn)
+        peak = float('nan')  # measured in a child process: cpu_peaks_in_child
     return statistics.median(times), peak, float(value.detach())
 
 
@@ -108,14 +108,18 @@ def saved_mib(fn: Callable[[], torch.Tensor]) -> float:
     return total[0] / 2**20
 
 
+def _loss_setting(num_convs, classes: int, size: int, batch: int, device: str):
+    torch.manual_seed(0)
+    pred = torch.randn(batch, classes, size, size, device=device, requires_grad=True)
+    target = torch.randn(batch, classes, size, size, device=device)
+    loss = RandomPerceptualLoss(num_convs=num_convs, in_channels=classes).to(device)
+    return pred, target, loss, reference_network(loss).to(device)
+
+
 def bench_loss(settings, device: str, batch: int, repeats: int) -> List[Dict]:
     rows = []
     for num_convs, classes, size in settings:
-        torch.manual_seed(0)
-        pred = torch.randn(batch, classes, size, size, device=device, requires_grad=True)
-        target = torch.randn(batch, classes, size, size, device=device)
-        loss = RandomPerceptualLoss(num_convs=num_convs, in_channels=classes).to(device)
-        ref = reference_network(loss).to(device)
+        pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, device)
         t_ref, m_ref, v_ref = measure(lambda: reference_loss(ref, pred, target), device, repeats)
         t_our, m_our, v_our = measure(lambda: loss(pred, target), device, repeats)
         s_ref, s_our = saved_mib(lambda: reference_loss(ref, pred, target)), saved_mib(lambda: loss(pred, target))
@@ -231,17 +235,36 @@ def measure_forward(fn: Callable[[], torch.Tensor], device: str, repeats: int) -
     return statistics.median(times) * 1e3
 
 
-def _fixed_mmap_threshold() -> None:
-    """Re-run this script with glibc's mmap threshold fixed, so CPU peak memory is measurable.
+def cpu_peaks_in_child(args: argparse.Namespace) -> List[List[float]]:
+    """CPU peak memory of every loss setting, measured in a child process with glibc's mmap
+    threshold fixed.
 
-    By default glibc raises the threshold (up to 32 MiB) after large frees and keeps later
-    allocations in its heap, whose freed pages stay resident: RSS then includes memory freed by
-    an earlier measurement. With a fixed threshold every large tensor is mmap'ed and returned
-    to the system when freed, so the peak RSS growth of one step is the memory it needed.
+    By default glibc raises the threshold (up to 32 MiB) after large frees and serves later
+    allocations from its heap, whose freed pages stay resident: RSS growth then misses memory
+    that an earlier call left behind. With a fixed threshold every large tensor is mmap'ed and
+    returned when freed, so the peak RSS growth of one call is the memory it needed. Timing
+    stays in this process with the default allocator (mmap'ing every tensor slows both sides).
     """
-    if os.environ.get('MALLOC_MMAP_THRESHOLD_') is None and sys.platform.startswith('linux'):
-        env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
+    import json
+    import subprocess
+    cmd = [sys.executable, os.path.abspath(__file__), '--peaks-only', '--batch', str(args.batch),
+           '--size', str(args.size)] + (['--full'] if args.full else [])
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def loss_peaks(settings, batch: int) -> List[List[float]]:
+    """``[reference MiB, mmperc MiB]`` of one fwd+bwd per setting (CPU)."""
+    peaks = []
+    for num_convs, classes, size in settings:
+        pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, 'cpu')
+        pair = []
+        for fn in (lambda: reference_loss(ref, pred, target), lambda: loss(pred, target)):
+            fn().backward()  # warm-up: weights materialised, pred.grad allocated
+            pair.append(_cpu_peak_mib(fn))
+        peaks.append(pair)
+    return peaks
 
 
 def main() -> None:
@@ -252,25 +275,32 @@ def main() -> None:
     parser.add_argument('--full', action='store_true', help='19/150 classes x 512/769 (slow on CPU)')
     parser.add_argument('--size', type=int, default=256, help='input size of the quick loss settings')
     parser.add_argument('--step-size', type=int, default=256, help='input size of the training-step benchmark')
+    parser.add_argument('--peaks-only', action='store_true', help=argparse.SUPPRESS)  # the CPU memory child
     args = parser.parse_args()
-    if args.device == 'cpu':
-        _fixed_mmap_threshold()
     structures = [(2, 2, 3, 3, 3), (1, 1, 1, 1, 1)]
     if args.full:
         settings = [(s, c, size) for s in structures for c in (19, 150) for size in (512, 769)]
     else:
         settings = [(s, c, args.size) for s in structures for c in (19, 150)]
-    print(f'device={args.device} batch={args.batch} torch={torch.__version__} threads={torch.get_num_threads()} '
-          f'MALLOC_MMAP_THRESHOLD_={os.environ.get("MALLOC_MMAP_THRESHOLD_")}')
+    if args.peaks_only:
+        import json
+        print(json.dumps(loss_peaks(settings, args.batch)))
+        return
+    print(f'device={args.device} batch={args.batch} torch={torch.__version__} threads={torch.get_num_threads()}')
     print('\n1. Loss forward+backward: mmperc vs reference (same weights, float32)')
     print(f'{"structure":<18}{"C":>4}{"size":>6}{"ref ms":>9}{"ours ms":>9}{"speedup":>9}'
           f'{"ref MiB":>9}{"ours MiB":>9}{"memory":>8}{"saved":>7}  same value')
-    for r in bench_loss(settings, args.device, args.batch, args.repeats):
+    rows = bench_loss(settings, args.device, args.batch, args.repeats)
+    if args.device == 'cpu':
+        for r, (ref_mib, our_mib) in zip(rows, cpu_peaks_in_child(args)):
+            r.update(ref_mib=ref_mib, our_mib=our_mib, memory=our_mib / ref_mib)
+    for r in rows:
         print(f'{r["structure"]:<18}{r["classes"]:>4}{r["size"]:>6}{r["ref_ms"]:>9.1f}{r["our_ms"]:>9.1f}'
               f'{r["speedup"]:>8.2f}x{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
               f'  {r["same_value"]}')
     print(f'   targets: speedup >= {TARGET_SPEEDUP}x, memory (peak growth) <= {TARGET_MEMORY}x, same value '
-          'within 1e-5; saved = activation memory kept for backward, ours / reference')
+          'within 1e-5; saved = activation memory kept for backward, ours / reference'
+          + ('; CPU peaks from a child process with MALLOC_MMAP_THRESHOLD_=65536' if args.device == 'cpu' else ''))
     for amp in ([False, True] if args.device == 'cuda' else [False]):
         step = bench_step(args.device, args.batch, args.step_size, args.repeats, amp=amp)
         print(f'\n2. Training step, {PERC_CONFIG} vs {PLAIN_CONFIG}, {args.step_size}x{args.step_size}, '
