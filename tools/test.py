@@ -5,7 +5,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 import mmperc  # noqa: F401  (registers mmperc's modules, safe checkpoint loading)
-from mmperc.utils import build_runner, prepare_cfg, work_dir_for
+from mmperc.utils import build_runner, prepare_cfg, shutdown_distributed, work_dir_for
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,6 +61,7 @@ def main() -> None:
     prepare_cfg(cfg, args.launcher)
     runner = build_runner(cfg)
     runner.test()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

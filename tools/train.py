@@ -9,7 +9,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 import mmperc  # noqa: F401  (registers mmperc's modules, safe checkpoint loading)
-from mmperc.utils import build_runner, prepare_cfg, work_dir_for
+from mmperc.utils import build_runner, prepare_cfg, shutdown_distributed, work_dir_for
 
 
 def parse_args() -> argparse.Namespace:
@@ -66,6 +66,7 @@ def main() -> None:
     prepare_cfg(cfg, args.launcher)
     runner = build_runner(cfg)
     runner.train()
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

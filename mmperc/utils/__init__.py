@@ -3,12 +3,12 @@ from .checkpoint import UnsafeCheckpointError, register_safe_globals, safe_torch
 from .consistency import check_same_on_all_ranks, tensors_digest
 from .logs import read_scalars
 from .runtime import (add_safe_checkpoint_hook, build_runner, default_dist_backend, prepare_cfg,
-                      setup_distributed, work_dir_for)
+                      setup_distributed, shutdown_distributed, work_dir_for)
 from .sync_bn import revert_sync_bn_without_cuda, sync_bn_to_bn
 
 __all__ = [
     'check_same_on_all_ranks', 'tensors_digest', 'read_scalars',
     'UnsafeCheckpointError', 'register_safe_globals', 'safe_torch_load', 'add_safe_checkpoint_hook',
-    'build_runner', 'default_dist_backend', 'prepare_cfg', 'setup_distributed', 'work_dir_for',
+    'build_runner', 'default_dist_backend', 'prepare_cfg', 'setup_distributed', 'shutdown_distributed', 'work_dir_for',
     'revert_sync_bn_without_cuda', 'sync_bn_to_bn'
 ]
