@@ -54,19 +54,16 @@ def reference_loss(ref: nn.Sequential, pred: torch.Tensor, target: torch.Tensor)
 
 
 def measure(fn: Callable[[], torch.Tensor], device: str, repeats: int) -> Tuple[float, float, float]:
-    """Median seconds of ``fn().backward()``, peak memory in MiB, and the loss value."""
-    value = fn()
-    value.backward()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+    """Median seconds of ``fn().backward()``, peak memory in MiB (CUDA; NaN on CPU, where a child
+    process measures it), and the loss value."""
+    values = []
+
+    def fwd_bwd() -> None:
         value = fn()
         value.backward()
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        values.append(float(value.detach()))
+
+    seconds = median_ms(fwd_bwd, device, repeats) / 1e3
     gc.collect()
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
@@ -75,7 +72,7 @@ def measure(fn: Callable[[], torch.Tensor], device: str, repeats: int) -> Tuple[
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
         peak = float('nan')  # measured in a child process: cpu_peaks_in_child
-    return statistics.median(times), peak, float(value.detach())
+    return seconds, peak, values[-1]
 
 
 def _status_kib(field: str) -> int:
@@ -206,22 +203,22 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
             optim.step()
         return run
 
-    plain = measure_forward(step(student, lambda m: m.loss(inputs, samples)), device, repeats)
+    plain = median_ms(step(student, lambda m: m.loss(inputs, samples)), device, repeats)
     default_loss = distill.loss_perc
     result = dict(plain_ms=plain, variants={})
     for name, options in CHEAPER_OPTIONS:
         distill.loss_perc = default_loss if options is None else RandomPerceptualLoss(
             in_channels=num_classes, loss_weight=default_loss.loss_weight, **options).to(device)
-        result['variants'][name] = measure_forward(step(distill, given_teacher_logits), device, repeats)
+        result['variants'][name] = median_ms(step(distill, given_teacher_logits), device, repeats)
     distill.loss_perc = default_loss
-    result['whole_ms'] = measure_forward(step(distill, lambda m: m.loss(inputs, samples)), device, repeats)
+    result['whole_ms'] = median_ms(step(distill, lambda m: m.loss(inputs, samples)), device, repeats)
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
-        result['teacher_ms'] = measure_forward(lambda: distill.teacher_logits(inputs), device, repeats)
+        result['teacher_ms'] = median_ms(lambda: distill.teacher_logits(inputs), device, repeats)
     return result
 
 
-def measure_forward(fn: Callable[[], torch.Tensor], device: str, repeats: int) -> float:
-    """Median milliseconds of ``fn()`` (no backward)."""
+def median_ms(fn: Callable[[], object], device: str, repeats: int) -> float:
+    """Median milliseconds of ``fn()`` over ``repeats`` calls, after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):

@@ -26,7 +26,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / 'configs' / 'demo'
@@ -140,35 +140,37 @@ def failed(runs: List[Dict]) -> str:
     return f'{diverged} / {stuck} / {len(runs)}'
 
 
-def study_init(args: argparse.Namespace) -> str:
-    lines = ['| loss-network init | mIoU (mean ± std) | boundary F (mean ± std) | diverged / no learning / runs |',
+def variant_table(args: argparse.Namespace, study: str, column: str,
+                  variants: List[Tuple[str, Path, List[str], str]]) -> List[str]:
+    """Train every ``(name, config, options, folder)`` variant over ``args.seeds`` seeds; one table row each."""
+    lines = [f'| {column} | mIoU (mean ± std) | boundary F (mean ± std) | diverged / no learning / runs |',
              '|---|---|---|---|']
-    for name, options in INITS.items():
+    for name, config, options, folder in variants:
         runs = []
         for seed in range(args.seeds):
-            work_dir = osp.join(args.work_dir, 'init', name.replace('(', '_').replace(')', '').replace(',', '_')
-                                .replace('[', '').replace(']', ''), f'seed{seed}')
-            runs.append(train(PERC, work_dir, seed, options, args))
-            print(f'[evidence] init {name} seed {seed}: {runs[-1]}', flush=True)
+            runs.append(train(config, osp.join(args.work_dir, folder, f'seed{seed}'), seed, options, args))
+            print(f'[evidence] {study} {name} seed {seed}: {runs[-1]}', flush=True)
         lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {failed(runs)} |')
+    return lines
+
+
+def init_folder(name: str) -> str:
+    return osp.join('init', name.replace('(', '_').replace(')', '').replace(',', '_').replace('[', '').replace(']', ''))
+
+
+def study_init(args: argparse.Namespace) -> str:
+    lines = variant_table(args, 'init', 'loss-network init',
+                          [(name, PERC, options, init_folder(name)) for name, options in INITS.items()])
     lines.append(f'\nno learning: final mIoU below {NO_LEARNING_MIOU} (the loss stayed finite, the student collapsed)')
     return '\n'.join(lines)
 
 
 def study_structure(args: argparse.Namespace) -> str:
-    lines = ['| loss network | mIoU (mean ± std) | boundary F (mean ± std) | diverged / no learning / runs |',
-             '|---|---|---|---|']
-    variants = [('CE only (no perceptual term)', CE, [])] + [(name, PERC, opts) for name, opts in STRUCTURES.items()]
-    for name, config, options in variants:
-        runs = []
-        for seed in range(args.seeds):
-            # the default structure with the paper's init is the init study's 'paper' run: shared
-            folder = ('init/paper' if name == '(1,1,1,1,1), k=3' else f'structure/{slug(name)}')
-            work_dir = osp.join(args.work_dir, folder, f'seed{seed}')
-            runs.append(train(config, work_dir, seed, options, args))
-            print(f'[evidence] structure {name} seed {seed}: {runs[-1]}', flush=True)
-        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {failed(runs)} |')
-    return '\n'.join(lines)
+    # the default structure with the paper's init is the init study's 'paper' run: shared
+    variants = [('CE only (no perceptual term)', CE, [], 'structure/' + slug('CE only (no perceptual term)'))]
+    variants += [(name, PERC, opts, init_folder('paper') if not opts else f'structure/{slug(name)}')
+                 for name, opts in STRUCTURES.items()]
+    return '\n'.join(variant_table(args, 'structure', 'loss network', variants))
 
 
 def main() -> None:

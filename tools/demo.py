@@ -19,25 +19,25 @@ from typing import Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / 'configs' / 'demo'
-#: One entry per dataset: (track, sub-folder of the work dir, runs). A run is (name, config, what).
+
+
+def dataset_runs(teacher_schedule: str, student_schedule: str, data: str) -> List[Tuple[str, str, str]]:
+    """The four runs on one dataset: ``(name, config, what)``; the configs differ only in their
+    schedules (``'300it'``) and dataset (``'scenes'``)."""
+    student = f'1xb8-{student_schedule}_{data}-64x64.py'
+    return [
+        ('teacher', f'pspnet_r34-d8_1xb8-{teacher_schedule}_{data}-64x64.py', 'PSPNet-R34 teacher, CE'),
+        ('ce', f'pspnet_r18-d8_{student}', 'PSPNet-R18, CE only'),
+        ('perc_gt', f'pspnet_r18-d8_perc-gt_{student}', 'PSPNet-R18, CE + perceptual (ground truth)'),
+        ('perc_teacher', f'pspnet_r18-d8_perc-r34_{student}', 'PSPNet-R18, CE + perceptual (teacher, Eq. 2)'),
+    ]
+
+
+#: One entry per dataset: (track, sub-folder of the work dir, runs).
 #: The scenes' runs stay directly under the work dir (their _perc config names that teacher).
 TRACKS = [
-    ('scenes', '', [
-        ('teacher', 'pspnet_r34-d8_1xb8-300it_scenes-64x64.py', 'PSPNet-R34 teacher, CE'),
-        ('ce', 'pspnet_r18-d8_1xb8-200it_scenes-64x64.py', 'PSPNet-R18, CE only'),
-        ('perc_gt', 'pspnet_r18-d8_perc-gt_1xb8-200it_scenes-64x64.py',
-         'PSPNet-R18, CE + perceptual (ground truth)'),
-        ('perc_teacher', 'pspnet_r18-d8_perc-r34_1xb8-200it_scenes-64x64.py',
-         'PSPNet-R18, CE + perceptual (teacher, Eq. 2)'),
-    ]),
-    ('nuclei', 'nuclei', [
-        ('teacher', 'pspnet_r34-d8_1xb8-150it_nuclei-64x64.py', 'PSPNet-R34 teacher, CE'),
-        ('ce', 'pspnet_r18-d8_1xb8-100it_nuclei-64x64.py', 'PSPNet-R18, CE only'),
-        ('perc_gt', 'pspnet_r18-d8_perc-gt_1xb8-100it_nuclei-64x64.py',
-         'PSPNet-R18, CE + perceptual (ground truth)'),
-        ('perc_teacher', 'pspnet_r18-d8_perc-r34_1xb8-100it_nuclei-64x64.py',
-         'PSPNet-R18, CE + perceptual (teacher, Eq. 2)'),
-    ]),
+    ('scenes', '', dataset_runs('300it', '200it', 'scenes')),
+    ('nuclei', 'nuclei', dataset_runs('150it', '100it', 'nuclei')),
 ]
 DESCRIPTIONS = {
     'scenes': 'generated structured scenes, Cityscapes format (19 classes)',

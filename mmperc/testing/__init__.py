@@ -4,7 +4,7 @@ from .config import (BASE_CONFIGS, DATASET_TYPES, base_config_path, dataset_cfg_
 from .coco import make_coco
 from .datasets import (KINDS, MARKER_FILE, make_ade20k, make_cityscapes, make_dataset, make_voc,
                        voc_palette)
-from .nuclei import NUCLEI_CLASSES, NUCLEI_PALETTE, make_nuclei, nuclei_source
+from .nuclei import NUCLEI_CLASSES, make_nuclei, nuclei_source
 from .nyu import make_nyu
 from .runs import shrink_for_quick_run
 from .scenes import TEXTURES, add_ignore_boundaries, class_appearance, make_scene
@@ -14,5 +14,5 @@ __all__ = [
     'set_pipeline_sizes', 'KINDS', 'MARKER_FILE', 'make_ade20k', 'make_cityscapes',
     'make_dataset', 'make_voc', 'voc_palette', 'TEXTURES', 'add_ignore_boundaries',
     'class_appearance', 'make_scene', 'shrink_for_quick_run', 'make_coco', 'make_nyu', 'NUCLEI_CLASSES',
-    'NUCLEI_PALETTE', 'make_nuclei', 'nuclei_source'
+    'make_nuclei', 'nuclei_source'
 ]

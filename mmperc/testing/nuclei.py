@@ -24,10 +24,9 @@ from mmengine.utils import ProgressBar
 
 from .datasets import _params, _prepare_root, _save, _write_marker
 
-__all__ = ['NUCLEI_CLASSES', 'NUCLEI_PALETTE', 'nuclei_source', 'make_nuclei']
+__all__ = ['NUCLEI_CLASSES', 'nuclei_source', 'make_nuclei']
 
-NUCLEI_CLASSES = ('background', 'nucleus')
-NUCLEI_PALETTE = [[0, 0, 0], [255, 200, 0]]
+NUCLEI_CLASSES = ('background', 'nucleus')  # as in configs/_base_/datasets/nuclei_dsb2018-64x64.py
 _STARDIST_HINT = 'pip install --no-deps stardist==0.9.2 tifffile (make setup installs both)'
 
 

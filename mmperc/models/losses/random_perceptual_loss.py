@@ -281,16 +281,16 @@ class RandomPerceptualLoss(nn.Module):
         return (max(i + 1 for i, wt in enumerate(weights) if wt != 0) if any(weights) else 1), weights
 
     def _target_features(self, pred: Tensor, target: Tensor, ignore_index: Optional[int],
-                         valid_mask: Optional[Tensor]) -> Tuple[List[Tensor], Optional[Tensor]]:
+                         valid_mask: Optional[Tensor], num_blocks: int) -> Tuple[List[Tensor], Optional[Tensor]]:
         """Embed the target without autograd. Its activated (one-hot/softmax) form lives only
         in here, so it is freed before the prediction's pass: one class-sized map less at the peak."""
         target, valid = self._target(pred, target, ignore_index, valid_mask)
         with torch.no_grad():
-            return self.network(target, self._blocks()[0]), valid
+            return self.network(target, num_blocks), valid
 
-    def _distances(self, pred: Tensor, target_feats: List[Tensor]) -> List[Tuple[float, Tensor]]:
+    def _distances(self, pred: Tensor, target_feats: List[Tensor], num_blocks: int,
+                   weights: List[float]) -> List[Tuple[float, Tensor]]:
         """``(layer weight, elementwise distance)`` of every block that counts."""
-        num_blocks, weights = self._blocks()
         pred_feats = self.network(pred, num_blocks)
         out = []
         for wt, fp, ft in zip(weights, pred_feats, target_feats):
@@ -350,9 +350,10 @@ class RandomPerceptualLoss(nn.Module):
             raise ValueError(f'reduction_override must be None or one of {_REDUCTIONS}, got {reduction_override!r}')
         reduction = reduction_override or self.reduction
         self._check_pred(pred)
-        target_feats, valid = self._target_features(pred, target, ignore_index, valid_mask)
+        num_blocks, weights = self._blocks()
+        target_feats, valid = self._target_features(pred, target, ignore_index, valid_mask, num_blocks)
         activated = self._finish(_activate(pred, self.pred_activation), valid)
-        distances = self._distances(activated, target_feats)
+        distances = self._distances(activated, target_feats, num_blocks, weights)
         if reduction == 'none' and len(distances) > 1:
             raise ValueError(
                 "reduction='none' returns one embedding-shaped map, so it needs a single "

@@ -126,6 +126,11 @@ class PerceptualDistillSegmentor(EncoderDecoder):
             self._build_teacher()
         return self._teacher
 
+    @property
+    def _teacher_channels_last(self) -> bool:
+        """Whether the teacher runs in channels_last (``model.teacher.channels_last``, default True)."""
+        return bool(self.teacher_cfg.get('channels_last', True))
+
     def _build_teacher(self) -> None:
         device = next(self.parameters()).device
         teacher = build_teacher(
@@ -134,7 +139,7 @@ class PerceptualDistillSegmentor(EncoderDecoder):
             cfg_options=self.teacher_cfg.get('cfg_options'),
             device=device)
         self._check_teacher(teacher)
-        if self.teacher_cfg.get('channels_last', True):
+        if self._teacher_channels_last:
             teacher.to(memory_format=torch.channels_last)
         object.__setattr__(self, '_teacher', teacher)
 
@@ -195,7 +200,7 @@ class PerceptualDistillSegmentor(EncoderDecoder):
     def teacher_logits(self, inputs: Tensor) -> Tensor:
         """Per-pixel class scores of the teacher for the preprocessed ``inputs``."""
         teacher = self.teacher
-        if self.teacher_cfg.get('channels_last', True):
+        if self._teacher_channels_last:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         logits = teacher._forward(inputs)
         if not isinstance(logits, Tensor) or logits.dim() != 4:
