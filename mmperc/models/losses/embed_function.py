@@ -6,6 +6,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.grad import conv2d_input
 
+from .class_maps import ClassMaps, first_conv, first_conv_input_grad
+
 
 Plan = Sequence[Tuple[str, Optional[Tensor], int]]
 _WINDOW = ((0, 0), (0, 1), (1, 0), (1, 1))  # (row, column) offsets in a 2x2 pooling window
@@ -32,6 +34,40 @@ def _unpool(grad: Tensor, positions: Tensor, shape: torch.Size) -> Tensor:
     return out
 
 
+def run_plan(maps: ClassMaps, plan: Plan, pad: int,
+             saved: Optional[List[Tensor]] = None) -> Tuple[List[Tensor], List[torch.Size]]:
+    """Run ``plan`` on ``maps``: ``('conv', w, stride)`` (+ReLU), ``('max', None, 0)``,
+    ``('avg', None, 0)``, ``('out', None, 0)``. Returns the block outputs and the input shape
+    of every op. With ``saved``, appends what :class:`FrozenVGGEmbed`'s backward needs."""
+    shapes: List[torch.Size] = []
+    outputs: List[Tensor] = []
+    x: Optional[Tensor] = None
+    for i, (op, weight, stride) in enumerate(plan):
+        if op == 'conv':
+            if x is None:
+                shapes.append(maps.shape)
+                x = F.relu(first_conv(maps, weight, stride, pad), inplace=True)
+            else:
+                shapes.append(x.shape)
+                x = F.relu(F.conv2d(x, weight, stride=stride, padding=pad), inplace=True)
+            if saved is not None and not _feeds_max_pool(plan, i):
+                saved.append(x > 0)
+        elif op == 'max':
+            shapes.append(x.shape)
+            if saved is None:
+                x = F.max_pool2d(x, 2, 2)
+            else:
+                width = x.shape[-1]
+                x, indices = F.max_pool2d(x, 2, 2, return_indices=True)
+                saved += [_window_positions(indices, width), x > 0]
+        elif op == 'avg':
+            shapes.append(x.shape)
+            x = F.avg_pool2d(x, 2, 2)
+        else:
+            outputs.append(x)
+    return outputs, shapes
+
+
 class FrozenVGGEmbed(torch.autograd.Function):
     """Embed ``x`` with fixed weights; backward needs only the input gradient.
 
@@ -41,39 +77,28 @@ class FrozenVGGEmbed(torch.autograd.Function):
     positive. This function keeps one byte per element instead: a bool mask per
     ReLU, and per max pooling the winner's position in its 2x2 window (uint8) and
     whether the winner is positive, which is all the ReLU before the pooling
-    needs, so that ReLU keeps no full-size mask. Same gradient as autograd.
+    needs, so that ReLU keeps no full-size mask. The input's activation
+    (:class:`ClassMaps`) runs inside the first convolution, a chunk of classes at
+    a time, and its backward in place. Same gradient as autograd.
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, plan: Plan, pad: int) -> Tuple[Tensor, ...]:
-        """Run ``plan``: ``('conv', w, stride)`` (+ReLU), ``('max', None, 0)``, ``('avg', None, 0)``, ``('out', ...)``."""
+    def forward(ctx, x: Tensor, maps: ClassMaps, plan: Plan, pad: int) -> Tuple[Tensor, ...]:
+        """Embed ``maps``, whose source is ``x`` (the tensor autograd differentiates)."""
         ctx.input_dtype = x.dtype
         saved: List[Tensor] = []
-        shapes = []
-        outputs = []
-        for i, (op, weight, stride) in enumerate(plan):
-            if op == 'conv':
-                shapes.append(x.shape)
-                x = F.relu(F.conv2d(x, weight, stride=stride, padding=pad), inplace=True)
-                if not _feeds_max_pool(plan, i):
-                    saved.append(x > 0)
-            elif op == 'max':
-                shapes.append(x.shape)
-                width = x.shape[-1]
-                x, indices = F.max_pool2d(x, 2, 2, return_indices=True)
-                saved += [_window_positions(indices, width), x > 0]
-            elif op == 'avg':
-                shapes.append(x.shape)
-                x = F.avg_pool2d(x, 2, 2)
-            else:
-                outputs.append(x)
-        ctx.plan, ctx.pad, ctx.shapes = plan, pad, shapes
-        ctx.save_for_backward(*saved)
+        outputs, shapes = run_plan(maps, plan, pad, saved)
+        ctx.plan, ctx.pad, ctx.shapes, ctx.maps = plan, pad, shapes, maps
+        packed = maps.pack()
+        ctx.num_masks = len(saved)
+        ctx.save_for_backward(*saved, *packed)
         return tuple(outputs)
 
     @staticmethod
     def backward(ctx, *grad_outputs: Optional[Tensor]):
         saved = list(ctx.saved_tensors)
+        ctx.maps.restore(tuple(saved[ctx.num_masks:]))
+        saved = saved[:ctx.num_masks]
         shapes = list(ctx.shapes)
         outputs_left = len(grad_outputs)
         grad: Optional[Tensor] = None
@@ -93,8 +118,10 @@ class FrozenVGGEmbed(torch.autograd.Function):
                     continue
                 if mask is not None:
                     grad = grad * mask
-                # the gradient dtype follows the forward's (bf16 under autocast)
-                grad = conv2d_input(shape, weight.to(grad.dtype), grad, stride=stride, padding=ctx.pad)
+                if i == 0:
+                    grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad)
+                else:  # the gradient dtype follows the forward's (bf16 under autocast)
+                    grad = conv2d_input(shape, weight.to(grad.dtype), grad, stride=stride, padding=ctx.pad)
             elif op == 'max':
                 positive, positions = saved.pop(), saved.pop()
                 if grad is not None:
@@ -102,4 +129,5 @@ class FrozenVGGEmbed(torch.autograd.Function):
             elif grad is not None:
                 up = F.interpolate(grad, scale_factor=2, mode='nearest') / 4
                 grad = F.pad(up, (0, shape[-1] - up.shape[-1], 0, shape[-2] - up.shape[-2]))
-        return (grad.to(ctx.input_dtype) if grad is not None else None), None, None
+        ctx.maps = None
+        return (grad.to(ctx.input_dtype) if grad is not None else None), None, None, None

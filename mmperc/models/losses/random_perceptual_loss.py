@@ -9,6 +9,7 @@ from mmengine.registry import MODELS
 from mmseg.models.losses.utils import weight_reduce_loss
 from torch import Tensor
 
+from .class_maps import ClassMaps
 from .random_vgg import InitType, RandomVGG
 
 _ACTIVATIONS = ('softmax', 'sigmoid', 'none')
@@ -35,9 +36,31 @@ def _check_finite(x: Tensor, name: str) -> None:
             'checkpoint')
 
 
+def check_labels(labels: Tensor, num_classes: int, ignore_index: Optional[int]) -> Optional[Tensor]:
+    """The ``(N, H, W)`` bool mask of valid pixels (None when none is ignored).
+
+    Raises:
+        ValueError: A label is neither in ``[0, C)`` (``{0, 1}`` for ``C=1``)
+            nor ``ignore_index``.
+    """
+    valid = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
+    upper = 2 if num_classes == 1 else num_classes
+    bad = valid & ((labels < 0) | (labels >= upper))
+    if bool(bad.any()):
+        found = labels[bad].unique()[:8].tolist()
+        raise ValueError(
+            f'target labels must lie in [0, {upper}) or equal ignore_index={ignore_index}, '
+            f'but found {found}: check num_classes of the head / in_channels of the loss, '
+            'or the dataset\'s reduce_zero_label')
+    return None if bool(valid.all()) else valid
+
+
 def labels_to_onehot(labels: Tensor, num_classes: int, ignore_index: Optional[int],
                      dtype: torch.dtype) -> Tuple[Tensor, Optional[Tensor]]:
     """Turn a label map into one-hot maps and the mask of valid pixels.
+
+    The loss itself never builds this tensor (:class:`ClassMaps` makes the one-hot
+    maps a chunk of classes at a time); it is the reference definition.
 
     Args:
         labels (Tensor): Integer labels ``(N, H, W)``.
@@ -55,23 +78,8 @@ def labels_to_onehot(labels: Tensor, num_classes: int, ignore_index: Optional[in
         ValueError: A label is neither in ``[0, C)`` (``{0, 1}`` for ``C=1``)
             nor ``ignore_index``.
     """
-    valid = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
-    upper = 2 if num_classes == 1 else num_classes
-    bad = valid & ((labels < 0) | (labels >= upper))
-    if bool(bad.any()):
-        found = labels[bad].unique()[:8].tolist()
-        raise ValueError(
-            f'target labels must lie in [0, {upper}) or equal ignore_index={ignore_index}, '
-            f'but found {found}: check num_classes of the head / in_channels of the loss, '
-            'or the dataset\'s reduce_zero_label')
-    safe = torch.where(valid, labels, torch.zeros_like(labels))
-    if num_classes == 1:
-        onehot = safe.unsqueeze(1).to(dtype)
-    else:
-        onehot = F.one_hot(safe.long(), num_classes).permute(0, 3, 1, 2).to(dtype)
-    if bool(valid.all()):
-        return onehot, None
-    return onehot * valid.unsqueeze(1).to(dtype), valid
+    valid = check_labels(labels, num_classes, ignore_index)
+    return ClassMaps(labels, 'onehot', valid, num_classes=num_classes, dtype=dtype).whole(), valid
 
 
 def _resize_size(size: Tuple[int, int], resize: ResizeType) -> Optional[Tuple[int, int]]:
@@ -233,8 +241,8 @@ class RandomPerceptualLoss(nn.Module):
             _check_finite(pred, 'prediction')
 
     def _target(self, pred: Tensor, target: Tensor, ignore_index: Optional[int],
-                valid_mask: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
-        """The activated target (float, the prediction's dtype) and the mask of valid pixels."""
+                valid_mask: Optional[Tensor]) -> Tuple[ClassMaps, Optional[Tensor]]:
+        """The activated target (float, the prediction's activated dtype) and the valid pixels."""
         n, c, h, w = pred.shape
         if target.is_floating_point():
             if target.shape != pred.shape:
@@ -247,31 +255,46 @@ class RandomPerceptualLoss(nn.Module):
             valid = None
             if self.invalid_value is not None:
                 valid = (target.detach() != self.invalid_value).any(dim=1)
-            target = _activate(target.detach(), self.target_activation)
         else:
             if target.shape != (n, h, w):
                 raise ValueError(
                     f'integer labels must be (N, H, W) = {(n, h, w)}, but got '
                     f'{tuple(target.shape)}: resize the labels or the prediction')
-            target, valid = labels_to_onehot(target, c, ignore_index, torch.float32)
+            valid = check_labels(target, c, ignore_index)
         if valid_mask is not None:
             if valid_mask.shape != (n, h, w):
                 raise ValueError(f'valid_mask must be (N, H, W) = {(n, h, w)}, got {tuple(valid_mask.shape)}')
             valid = valid_mask.bool() if valid is None else valid & valid_mask.bool()
         # the dtype the activated prediction has: autocast computes softmax/sigmoid in float32
-        autocast = torch.is_autocast_enabled(pred.device.type) and self.pred_activation != 'none'
-        return self._finish(target.to(torch.float32 if autocast else pred.dtype), valid), valid
+        dtype = self._activated_dtype(pred)
+        if target.is_floating_point():
+            return self._maps(target.detach(), self.target_activation, valid, dtype), valid
+        return self._maps(target, 'onehot', valid, dtype, num_classes=c), valid
 
-    def _finish(self, x: Tensor, valid: Optional[Tensor]) -> Tensor:
-        """Log (``log_input``), zero invalid pixels and resize one activated side."""
+    def _activated_dtype(self, pred: Tensor) -> torch.dtype:
+        autocast = torch.is_autocast_enabled(pred.device.type) and self.pred_activation != 'none'
+        return torch.float32 if autocast else pred.dtype
+
+    def _maps(self, x: Tensor, activation: str, valid: Optional[Tensor], dtype: torch.dtype,
+              num_classes: Optional[int] = None) -> ClassMaps:
+        """One side as the loss network's input. Activation and valid mask run inside its first
+        convolution, a chunk of classes at a time, unless ``log_input`` or ``resize`` needs the
+        whole activated map first."""
+        size = tuple(x.shape[-2:])
+        resized = _resize_size(size, self.resize)
+        if not self.log_input and (resized is None or resized == size):
+            return ClassMaps(x, activation, valid, num_classes=num_classes, dtype=dtype)
+        if activation == 'onehot':
+            x = ClassMaps(x, 'onehot', valid, num_classes=num_classes, dtype=dtype).whole()
+        else:
+            x = _activate(x, activation).to(dtype)
         if self.log_input:
             x = x.clamp(min=self.log_eps).log()
         if valid is not None:
             x = x * valid.unsqueeze(1).to(x.dtype)
-        size = _resize_size(tuple(x.shape[-2:]), self.resize)
-        if size is not None and size != tuple(x.shape[-2:]):
-            x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
-        return x
+        if resized is not None and resized != size:
+            x = F.interpolate(x, size=resized, mode='bilinear', align_corners=False)
+        return ClassMaps(x)
 
     def _blocks(self) -> Tuple[int, List[float]]:
         """How many blocks to run and the weight of each."""
@@ -280,15 +303,7 @@ class RandomPerceptualLoss(nn.Module):
         weights = list(self.layer_weights)
         return (max(i + 1 for i, wt in enumerate(weights) if wt != 0) if any(weights) else 1), weights
 
-    def _target_features(self, pred: Tensor, target: Tensor, ignore_index: Optional[int],
-                         valid_mask: Optional[Tensor], num_blocks: int) -> Tuple[List[Tensor], Optional[Tensor]]:
-        """Embed the target without autograd. Its activated (one-hot/softmax) form lives only
-        in here, so it is freed before the prediction's pass: one class-sized map less at the peak."""
-        target, valid = self._target(pred, target, ignore_index, valid_mask)
-        with torch.no_grad():
-            return self.network(target, num_blocks), valid
-
-    def _distances(self, pred: Tensor, target_feats: List[Tensor], num_blocks: int,
+    def _distances(self, pred: ClassMaps, target_feats: List[Tensor], num_blocks: int,
                    weights: List[float]) -> List[Tuple[float, Tensor]]:
         """``(layer weight, elementwise distance)`` of every block that counts."""
         pred_feats = self.network(pred, num_blocks)
@@ -351,9 +366,12 @@ class RandomPerceptualLoss(nn.Module):
         reduction = reduction_override or self.reduction
         self._check_pred(pred)
         num_blocks, weights = self._blocks()
-        target_feats, valid = self._target_features(pred, target, ignore_index, valid_mask, num_blocks)
-        activated = self._finish(_activate(pred, self.pred_activation), valid)
-        distances = self._distances(activated, target_feats, num_blocks, weights)
+        target_maps, valid = self._target(pred, target, ignore_index, valid_mask)
+        with torch.no_grad():  # the target has no autograd
+            target_feats = self.network(target_maps, num_blocks)
+        del target_maps  # no class-sized map of the target outlives its pass
+        pred_maps = self._maps(pred, self.pred_activation, valid, self._activated_dtype(pred))
+        distances = self._distances(pred_maps, target_feats, num_blocks, weights)
         if reduction == 'none' and len(distances) > 1:
             raise ValueError(
                 "reduction='none' returns one embedding-shaped map, so it needs a single "

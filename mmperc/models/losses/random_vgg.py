@@ -4,10 +4,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
-from .embed_function import FrozenVGGEmbed
+from .class_maps import ClassMaps
+from .embed_function import FrozenVGGEmbed, run_plan
 
 InitType = Union[str, Dict]
 
@@ -171,9 +171,9 @@ class RandomVGG(nn.Module):
         """The conv weights in generation order (biases are zero, Section 3.2)."""
         return [getattr(self, f'weight{i}') for i in range(self._num_weights)]
 
-    def check_input(self, x: Tensor) -> None:
+    def check_input(self, x: Union[Tensor, ClassMaps]) -> None:
         """Raise ``ValueError`` naming the fix if ``x`` cannot be embedded."""
-        if x.dim() != 4:
+        if len(x.shape) != 4:
             raise ValueError(f'the loss network takes (N, C, H, W) input, but got shape {tuple(x.shape)}')
         if self.in_channels is not None and x.shape[1] != self.in_channels:
             raise ValueError(
@@ -186,46 +186,42 @@ class RandomVGG(nn.Module):
                 f'the minimum for {self.num_blocks} downsamplings: use fewer blocks '
                 '(num_convs/channels) or a larger resize')
 
-    def forward(self, x: Tensor, num_blocks: Optional[int] = None) -> List[Tensor]:
-        """Embed ``x``; return the output of each of the first ``num_blocks`` blocks."""
+    def forward(self, x: Union[Tensor, ClassMaps], num_blocks: Optional[int] = None) -> List[Tensor]:
+        """Embed ``x`` (maps, or :class:`ClassMaps` activated inside the first convolution);
+        return the output of each of the first ``num_blocks`` blocks."""
+        maps = x if isinstance(x, ClassMaps) else ClassMaps(x)
         if self.in_channels is None:
-            self.materialize(x.shape[1], device=x.device)
-        self.check_input(x)
-        plan = self._plan(x, self.num_blocks if num_blocks is None else num_blocks)
+            self.materialize(maps.shape[1], device=maps.source.device)
+        self.check_input(maps)
+        source = maps.source
+        plan = self._plan(maps.dtype, source.device, self.num_blocks if num_blocks is None else num_blocks)
         pad = self.kernel_size // 2
-        if x.requires_grad and torch.is_grad_enabled():
-            return list(FrozenVGGEmbed.apply(x, plan, pad))
-        feats = []
-        for op, weight, stride in plan:
-            if op == 'conv':
-                x = F.relu(F.conv2d(x, weight, stride=stride, padding=pad), inplace=True)
-            elif op == 'max':
-                x = F.max_pool2d(x, 2, 2)
-            elif op == 'avg':
-                x = F.avg_pool2d(x, 2, 2)
-            else:
-                feats.append(x)
-        return feats
+        if source.requires_grad and torch.is_grad_enabled():
+            return list(FrozenVGGEmbed.apply(source, maps, plan, pad))
+        with torch.no_grad():
+            return run_plan(maps, plan, pad)[0]
 
-    def _plan(self, x: Tensor, num_blocks: int) -> List[Tuple[str, Optional[Tensor], int]]:
-        """The ops of the first ``num_blocks`` blocks: ``(op, weight, stride)``, ``'out'`` per block."""
+    def _plan(self, dtype: torch.dtype, device: torch.device,
+              num_blocks: int) -> List[Tuple[str, Optional[Tensor], int]]:
+        """The ops of the first ``num_blocks`` blocks for an input of ``dtype`` on ``device``:
+        ``(op, weight, stride)``, ``'out'`` per block."""
         weights = iter(self.weights())
         plan: List[Tuple[str, Optional[Tensor], int]] = []
         for n in self.num_convs[:num_blocks]:
-            plan += [('conv', self._cast(next(weights), x), 1) for _ in range(n)]
+            plan += [('conv', self._cast(next(weights), dtype, device), 1) for _ in range(n)]
             if self.downsample == 'conv':
-                plan.append(('conv', self._cast(next(weights), x), 2))
+                plan.append(('conv', self._cast(next(weights), dtype, device), 2))
             else:
                 plan.append(('max' if self.downsample == 'maxpool' else 'avg', None, 0))
             plan.append(('out', None, 0))
         return plan
 
     @staticmethod
-    def _cast(weight: Tensor, x: Tensor) -> Tensor:
+    def _cast(weight: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
         """Match the input dtype outside autocast (e.g. float64); autocast casts itself."""
-        if torch.is_autocast_enabled(x.device.type) or weight.dtype == x.dtype:
+        if torch.is_autocast_enabled(device.type) or weight.dtype == dtype:
             return weight
-        return weight.to(x.dtype)
+        return weight.to(dtype)
 
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, num_convs={self.num_convs}, '

@@ -126,7 +126,7 @@ def test_memory_lean_backward_equals_autograd(downsample, size):
     auto_x = x.clone().requires_grad_()
     h, grads_feats = auto_x, []
     import torch.nn.functional as F
-    for op, weight, stride in net._plan(auto_x, 3):
+    for op, weight, stride in net._plan(auto_x.dtype, auto_x.device, 3):
         if op == 'conv':
             h = F.relu(F.conv2d(h, weight, stride=stride, padding=1))
         elif op == 'max':
@@ -153,7 +153,7 @@ def test_backward_keeps_under_one_byte_per_activation(downsample):
     activations = 0
     h = x.detach()
     with torch.no_grad():
-        for op, weight, stride in net._plan(h, 3):
+        for op, weight, stride in net._plan(h.dtype, h.device, 3):
             if op == 'conv':
                 h = torch.nn.functional.conv2d(h, weight, stride=stride, padding=1)
                 activations += h.numel()
