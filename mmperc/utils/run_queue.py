@@ -1,0 +1,105 @@
+"""Run command lines a few at a time, in dependency order, their output prefixed and streamed."""
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+
+@dataclass
+class Job:
+    """One command line of :func:`run_jobs`.
+
+    Args:
+        name (str): Unique name, printed before every output line.
+        cmd (list[str]): The command.
+        after (list[str]): Names of jobs that must finish first.
+        env (dict, optional): Environment variables added to this process's.
+    """
+    name: str
+    cmd: List[str]
+    after: List[str] = field(default_factory=list)
+    env: Optional[Dict[str, str]] = None
+
+
+def threads_per_job(jobs: int, cpus: Optional[int] = None) -> int:
+    """Intra-op threads for each of ``jobs`` concurrent jobs on ``cpus`` cores."""
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, jobs))
+
+
+def run_jobs(jobs: Sequence[Job], parallel: int = 1, stream=None) -> Dict[str, float]:
+    """Run ``jobs``, at most ``parallel`` at once, each once its ``after`` jobs have finished.
+
+    Jobs start in the given order as soon as a slot is free and they are ready. Every output
+    line is written to ``stream`` (stdout by default) as ``[name] line``.
+
+    Returns:
+        dict[str, float]: Seconds each job took.
+
+    Raises:
+        ValueError: Duplicate names or an unknown / circular dependency.
+        subprocess.CalledProcessError: A job failed (the running ones are waited for, none
+            is started after it).
+    """
+    stream = stream or sys.stdout
+    names = [job.name for job in jobs]
+    if len(set(names)) != len(names):
+        raise ValueError(f'job names must be unique, got {names}')
+    for job in jobs:
+        unknown = set(job.after) - set(names)
+        if unknown:
+            raise ValueError(f'job {job.name!r} waits for unknown jobs {sorted(unknown)}')
+    lock = threading.Condition()
+    pending, running, done = list(jobs), set(), {}
+    failed: List[Exception] = []
+
+    def echo(line: str) -> None:
+        with lock:
+            stream.write(line)
+            stream.flush()
+
+    def work() -> None:
+        while True:
+            with lock:
+                while True:
+                    if failed or not pending:
+                        return
+                    ready = [j for j in pending if all(a in done for a in j.after)]
+                    if ready:
+                        job = ready[0]
+                        pending.remove(job)
+                        running.add(job.name)
+                        break
+                    if not running:  # nothing can ever become ready
+                        failed.append(ValueError(f'circular dependencies among {[j.name for j in pending]}'))
+                        lock.notify_all()
+                        return
+                    lock.wait()
+            start = time.time()
+            echo(f'[{job.name}] $ {" ".join(job.cmd)}\n')
+            env = dict(os.environ, **(job.env or {}))
+            proc = subprocess.Popen(job.cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, bufsize=1)
+            for line in proc.stdout:
+                echo(f'[{job.name}] {line}')
+            code = proc.wait()
+            with lock:
+                running.discard(job.name)
+                if code:
+                    failed.append(subprocess.CalledProcessError(code, job.cmd))
+                else:
+                    done[job.name] = time.time() - start
+                    stream.write(f'[{job.name}] finished in {done[job.name]:.0f} s\n')
+                    stream.flush()
+                lock.notify_all()
+
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(max(1, parallel))]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    if failed:
+        raise failed[0]
+    return done

@@ -1,0 +1,50 @@
+import io
+import subprocess
+import sys
+
+import pytest
+
+from mmperc.utils.run_queue import Job, run_jobs, threads_per_job
+
+
+def _py(code: str):
+    return [sys.executable, '-c', code]
+
+
+def test_dependencies_order_and_prefixed_output(tmp_path):
+    """A job waits for its ``after`` jobs; two run at once; every line carries its job's name."""
+    log = tmp_path / 'order.txt'
+    stamp = f'import time,sys; open({str(log)!r}, "a").write(sys.argv[1] + " "); time.sleep(%s); print("hi", sys.argv[1])'
+    jobs = [
+        Job('slow', _py(stamp % 0.6) + ['slow']),
+        Job('child', _py(stamp % 0) + ['child'], after=['slow']),
+        Job('fast', _py(stamp % 0) + ['fast'], env={'MMPERC_TEST': '1'}),
+    ]
+    out = io.StringIO()
+    seconds = run_jobs(jobs, parallel=2, stream=out)
+    assert set(seconds) == {'slow', 'child', 'fast'} and seconds['slow'] >= 0.5
+    assert log.read_text().split() == ['slow', 'fast', 'child']  # fast did not wait for slow
+    lines = out.getvalue().splitlines()
+    assert '[slow] hi slow' in lines and '[child] hi child' in lines and '[fast] hi fast' in lines
+
+
+def test_failure_raises_and_stops_later_jobs(tmp_path):
+    jobs = [Job('bad', _py('import sys; sys.exit(3)')),
+            Job('later', _py(f'open({str(tmp_path / "ran")!r}, "w")'), after=['bad'])]
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        run_jobs(jobs, parallel=2, stream=io.StringIO())
+    assert err.value.returncode == 3 and not (tmp_path / 'ran').exists()
+
+
+@pytest.mark.parametrize('jobs, error', [
+    ([Job('a', ['true']), Job('a', ['true'])], 'unique'),
+    ([Job('a', ['true'], after=['b'])], 'unknown'),
+    ([Job('a', ['true'], after=['b']), Job('b', ['true'], after=['a'])], 'circular'),
+])
+def test_bad_job_lists_raise(jobs, error):
+    with pytest.raises(ValueError, match=error):
+        run_jobs(jobs, parallel=2, stream=io.StringIO())
+
+
+def test_threads_per_job():
+    assert threads_per_job(2, cpus=2) == 1 and threads_per_job(2, cpus=16) == 8 and threads_per_job(4, cpus=2) == 1
