@@ -38,7 +38,7 @@ def dataset_runs(teacher_schedule: str, student_schedule: str, data: str) -> Lis
 #: One entry per dataset: (track, sub-folder of the work dir, runs).
 #: The scenes' runs stay directly under the work dir (their _perc config names that teacher).
 TRACKS = [
-    ('scenes', '', dataset_runs('300it', '200it', 'scenes')),
+    ('scenes', '', dataset_runs('300it', '100it', 'scenes')),
     ('nuclei', 'nuclei', dataset_runs('150it', '100it', 'nuclei')),
 ]
 DESCRIPTIONS = {
@@ -79,7 +79,11 @@ def run_overrides(name: str, args: argparse.Namespace, data_root: str, teacher_c
 
 
 def last_checkpoint(run_dir: str) -> Optional[str]:
-    """The newest ``iter_*.pth`` of a run, or None."""
+    """The checkpoint of a run's latest training (mmengine's ``last_checkpoint`` file), else its
+    highest ``iter_*.pth``, or None."""
+    pointer = Path(run_dir) / 'last_checkpoint'
+    if pointer.is_file() and Path(pointer.read_text().strip()).is_file():
+        return pointer.read_text().strip()
     ckpts = sorted(Path(run_dir).glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]))
     return str(ckpts[-1]) if ckpts else None
 

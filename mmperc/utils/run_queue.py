@@ -79,7 +79,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int = 1, stream=None) -> Dict[str, f
                     lock.wait()
             start = time.time()
             echo(f'[{job.name}] $ {" ".join(job.cmd)}\n')
-            env = dict(os.environ, **(job.env or {}))
+            env = dict(os.environ, PYTHONUNBUFFERED='1', **(job.env or {}))  # lines as they come
             proc = subprocess.Popen(job.cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True, bufsize=1)
             for line in proc.stdout:

@@ -49,3 +49,27 @@ def test_demo_smoke_run_writes_table_and_figures(tmp_path):
         with Image.open(tmp_path / 'demo' / name) as image:  # a row of panels per dataset
             assert image.width >= min_width and image.height >= min_height
     assert (tmp_path / 'data' / 'nuclei' / 'img_dir' / 'val').is_dir()
+
+
+def _demo_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('mmperc_demo', ROOT / 'tools' / 'demo.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_teacher_is_trained_once_then_reused(tmp_path):
+    """A cached teacher is reused (no job, no dependency); otherwise the distilled student waits
+    for the checkpoint the teacher's run will write."""
+    import argparse
+    demo = _demo_module()
+    args = argparse.Namespace(retrain_teacher=False, max_iters=None)
+    config = demo.TRACKS[0][2][0][1]
+    ckpt, train = demo.teacher_checkpoint(config, args, str(tmp_path / 'teacher'))
+    assert train and ckpt == str(tmp_path / 'teacher' / 'iter_300.pth')
+    (tmp_path / 'teacher').mkdir()
+    (tmp_path / 'teacher' / 'iter_300.pth').write_bytes(b'')
+    assert demo.teacher_checkpoint(config, args, str(tmp_path / 'teacher')) == (ckpt, False)
+    args.retrain_teacher = True
+    assert demo.teacher_checkpoint(config, args, str(tmp_path / 'teacher')) == (ckpt, True)

@@ -1,0 +1,8 @@
+# PSPNet-R18-d8 trained with cross-entropy only: the demo's baseline on the scenes (tools/demo.py).
+# The 200-iteration configs are the evidence studies' students (benchmarks/evidence.py).
+_base_ = [
+    '../_base_/models/pspnet_r18-d8_demo.py', '../_base_/datasets/scenes_cityscapes-64x64.py',
+    'mmseg::_base_/default_runtime.py', '../_base_/schedules/schedule_demo-100it.py'
+]
+custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)  # BoundaryFScore metric
+randomness = dict(seed=0)
