@@ -197,6 +197,11 @@ def test_bad_inputs_name_the_fix():
         loss(nan, _labels())
     with pytest.raises(ValueError, match='NaN'):
         loss(_logits(), nan)
+    for value in (float('inf'), -float('inf')):  # anywhere, either sign
+        inf = _logits()
+        inf[1, -1, -1, -1] = value
+        with pytest.raises(ValueError, match='non-finite'):
+            loss(inf, _labels())
     with pytest.raises(ValueError, match="reduction='none'"):
         RandomPerceptualLoss(**SMALL, layer_weights=(1, 1, 1))(_logits(), _labels(), reduction_override='none')
 
