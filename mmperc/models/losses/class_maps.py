@@ -50,7 +50,7 @@ class ClassMaps:
         self.dtype = dtype or (torch.float32 if kind == 'onehot' else source.dtype)
         self.valid = None if valid is None else valid.unsqueeze(1).to(self.dtype)
         self._lse: Optional[Tensor] = None
-        if kind == 'softmax':
+        if kind == 'softmax' and len(self.chunks()) > 1:  # one chunk: the fused softmax kernel
             self._lse = self._logsumexp()
 
     @torch.no_grad()
@@ -106,7 +106,7 @@ class ClassMaps:
 
     def whole(self) -> Tensor:
         """The whole activated input (one chunk; the source itself when nothing is applied)."""
-        if self.kind == 'none' and self.valid is None:
+        if self.kind == 'none' and self.valid is None and self.source.dtype == self.dtype:
             return self.source
         return self.chunk(0, self.channels)
 
@@ -118,12 +118,14 @@ class ClassMaps:
         if self.valid is not None:
             grad.mul_(self.valid)
         if self.kind == 'softmax':  # s * (g - sum_c s_c g_c)
-            dot = None
+            single = len(self.chunks()) == 1  # then s is computed once and kept for both passes
+            dot, s = None, None
             for a, b in self.chunks():
-                part = (self._activated(a, b) * grad[:, a:b]).sum(dim=1, keepdim=True)
+                s = self._activated(a, b)
+                part = (s * grad[:, a:b]).sum(dim=1, keepdim=True)
                 dot = part if dot is None else dot.add_(part)
             for a, b in self.chunks():
-                grad[:, a:b].sub_(dot).mul_(self._activated(a, b))
+                grad[:, a:b].sub_(dot).mul_(s if single else self._activated(a, b))
         elif self.kind == 'sigmoid':  # s * (1 - s) * g
             for a, b in self.chunks():
                 s = self._activated(a, b)
@@ -134,7 +136,7 @@ class ClassMaps:
         """Softmax/sigmoid of channels ``[start, stop)`` without the valid mask (a new tensor)."""
         x = self.source[:, start:stop].to(self.dtype)
         if self.kind == 'softmax':
-            return (x - self._lse).exp_()
+            return x.softmax(dim=1) if self._lse is None else (x - self._lse).exp_()
         return x.sigmoid()
 
 

@@ -119,3 +119,15 @@ def test_chunked_under_bf16_autocast_close_to_float32():
     torch.testing.assert_close(value.float(), expected, rtol=5e-2, atol=0)
     cos = F.cosine_similarity(half.grad.float().flatten(), full.grad.flatten(), dim=0)
     assert cos > 0.95
+
+
+def test_float_target_takes_the_prediction_dtype():
+    """A float32 probability target against a float64 prediction (no activation): cast, as before."""
+    loss = RandomPerceptualLoss(num_convs=(1, 1), channels=(4, 4), pred_activation='none',
+                                target_activation='none')
+    pred = torch.rand(1, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    target = torch.rand(1, 3, 16, 16)
+    value = loss(pred, target)
+    value.backward()
+    expected = F.mse_loss(loss.network(pred.detach())[-1], loss.network(target.double())[-1])
+    torch.testing.assert_close(value.detach(), expected)
