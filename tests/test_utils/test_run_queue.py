@@ -14,16 +14,19 @@ def _py(code: str):
 def test_dependencies_order_and_prefixed_output(tmp_path):
     """A job waits for its ``after`` jobs; two run at once; every line carries its job's name."""
     log = tmp_path / 'order.txt'
-    stamp = f'import time,sys; open({str(log)!r}, "a").write(sys.argv[1] + " "); time.sleep(%s); print("hi", sys.argv[1])'
+    stamp = (f'import time,sys; f = open({str(log)!r}, "a"); f.write(sys.argv[1] + "+ "); f.flush(); '
+             'time.sleep(%s); f.write(sys.argv[1] + "- "); print("hi", sys.argv[1])')
     jobs = [
-        Job('slow', _py(stamp % 0.6) + ['slow']),
+        Job('slow', _py(stamp % 1.5) + ['slow']),
         Job('child', _py(stamp % 0) + ['child'], after=['slow']),
         Job('fast', _py(stamp % 0) + ['fast'], env={'MMPERC_TEST': '1'}),
     ]
     out = io.StringIO()
     seconds = run_jobs(jobs, parallel=2, stream=out)
-    assert set(seconds) == {'slow', 'child', 'fast'} and seconds['slow'] >= 0.5
-    assert log.read_text().split() == ['slow', 'fast', 'child']  # fast did not wait for slow
+    assert set(seconds) == {'slow', 'child', 'fast'} and seconds['slow'] >= 1.4
+    events = log.read_text().split()
+    assert events.index('fast-') < events.index('slow-')  # fast ran beside slow, not after it
+    assert events.index('child+') > events.index('slow-')  # child waited for slow
     lines = out.getvalue().splitlines()
     assert '[slow] hi slow' in lines and '[child] hi child' in lines and '[fast] hi fast' in lines
 
