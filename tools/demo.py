@@ -89,14 +89,14 @@ def last_checkpoint(run_dir: str) -> Optional[str]:
 
 
 def job(track: str, name: str, config: str, args: argparse.Namespace, data_root: str, track_dir: str,
-        teacher_ckpt: str, threads: int) -> Job:
+        teacher_ckpt: str, threads: int, after: List[str]) -> Job:
     """One run through tools/train.py (its log streams to the console, prefixed)."""
     options = run_overrides(name, args, data_root, teacher_ckpt)
     cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(CONFIGS / config), '--work-dir',
            osp.join(track_dir, name), '--cfg-options', *options]
     env = dict(PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''),
                OMP_NUM_THREADS=str(threads))
-    return Job(f'{track}/{name}', cmd, after=[], env=env)
+    return Job(f'{track}/{name}', cmd, after=after, env=env)
 
 
 def teacher_checkpoint(config: str, args: argparse.Namespace, teacher_dir: str) -> Tuple[str, bool]:
@@ -167,9 +167,8 @@ def main() -> None:
         for name, config, _ in runs:
             if name == 'teacher' and not train_teacher:
                 continue
-            jobs.append(job(track, name, config, args, roots[track], track_dir, teacher_ckpt, threads))
-            if name == 'perc_teacher' and train_teacher:
-                jobs[-1].after.append(f'{track}/teacher')
+            after = [f'{track}/teacher'] if name == 'perc_teacher' and train_teacher else []
+            jobs.append(job(track, name, config, args, roots[track], track_dir, teacher_ckpt, threads, after))
     # teachers first, then each distilled student as soon as its teacher is ready
     order = {'teacher': 0, 'perc_teacher': 1, 'ce': 2, 'perc_gt': 2}
     jobs.sort(key=lambda j: order[j.name.split('/')[1]])

@@ -51,7 +51,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int = 1, stream=None) -> Dict[str, f
         unknown = set(job.after) - set(names)
         if unknown:
             raise ValueError(f'job {job.name!r} waits for unknown jobs {sorted(unknown)}')
-    lock = threading.Condition()
+    lock = threading.Condition(threading.RLock())
     pending, running, done = list(jobs), set(), {}
     failed: List[Exception] = []
 
@@ -91,8 +91,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int = 1, stream=None) -> Dict[str, f
                     failed.append(subprocess.CalledProcessError(code, job.cmd))
                 else:
                     done[job.name] = time.time() - start
-                    stream.write(f'[{job.name}] finished in {done[job.name]:.0f} s\n')
-                    stream.flush()
+                    echo(f'[{job.name}] finished in {done[job.name]:.0f} s\n')  # the lock is reentrant
                 lock.notify_all()
 
     workers = [threading.Thread(target=work, daemon=True) for _ in range(max(1, parallel))]
