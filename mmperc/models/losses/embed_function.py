@@ -18,19 +18,42 @@ def _feeds_max_pool(plan: Plan, i: int) -> bool:
     return i + 1 < len(plan) and plan[i + 1][0] == 'max'
 
 
-def _window_positions(indices: Tensor, width: int) -> Tensor:
-    """Max-pooling argmax indices (flat per plane) as the winner's 2x2 window offset, 0..3, uint8."""
-    row = torch.div(indices, width, rounding_mode='floor').remainder_(2)
-    col = indices.remainder(width).remainder_(2)
-    return row.mul_(2).add_(col).to(torch.uint8)
+def _window_positions(x: Tensor, pooled: Tensor) -> Tensor:
+    """Where each 2x2 window of ``x`` has its max, as ``max_pool2d`` picks it (the first in
+    row-major order on ties): 0..3 (uint8), or 4 where the max is not positive (the ReLU
+    before the pooling passes no gradient there)."""
+    h, w = pooled.shape[-2:]
+
+    def differs(dy: int, dx: int) -> Tensor:
+        return x[..., dy:2 * h:2, dx:2 * w:2] != pooled
+
+    # the first match's offset k is d0 * (1 + d1 * (1 + d2)), d_k: offset k is not the max
+    # (a third the time of a masked fill per offset)
+    positions = differs(*_WINDOW[2]).to(torch.uint8).add_(1)
+    positions.mul_(differs(*_WINDOW[1])).add_(1).mul_(differs(*_WINDOW[0]))
+    return torch.where(pooled > 0, positions, len(_WINDOW))
 
 
 def _unpool(grad: Tensor, positions: Tensor, shape: torch.Size) -> Tensor:
-    """Route the pooled gradient to each window's winner; zero elsewhere (odd edges included)."""
-    out = grad.new_zeros(shape)
-    h, w = grad.shape[-2:]
-    for k, (dy, dx) in enumerate(_WINDOW):
-        out[..., dy:2 * h:2, dx:2 * w:2] = grad * (positions == k)
+    """Route the pooled gradient to each window's winner; zero elsewhere (odd edges included).
+
+    Every element of the 2x upsampled grid is written once, in the gradient's memory layout
+    (channels last: the window offsets sit between the pixel and the channel dimensions)."""
+    n, c, h, w = grad.shape
+    if not grad.is_contiguous() and grad.is_contiguous(memory_format=torch.channels_last):
+        grid = grad.new_empty(n, h, 2, w, 2, c)
+        g, p = grad.permute(0, 2, 3, 1), positions.permute(0, 2, 3, 1)
+        cells = [grid[:, :, dy, :, dx] for dy, dx in _WINDOW]
+        out = grid.view(n, 2 * h, 2 * w, c).permute(0, 3, 1, 2)
+    else:
+        grid = grad.new_empty(n, c, h, 2, w, 2)
+        g, p = grad, positions
+        cells = [grid[..., dy, :, dx] for dy, dx in _WINDOW]
+        out = grid.view(n, c, 2 * h, 2 * w)
+    for k, cell in enumerate(cells):
+        torch.mul(g, p == k, out=cell)
+    if out.shape[-2:] != shape[-2:]:
+        out = F.pad(out, (0, shape[-1] - 2 * w, 0, shape[-2] - 2 * h))
     return out
 
 
@@ -54,12 +77,10 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
                 saved.append(x > 0)
         elif op == 'max':
             shapes.append(x.shape)
-            if saved is None:
-                x = F.max_pool2d(x, 2, 2)
-            else:
-                width = x.shape[-1]
-                x, indices = F.max_pool2d(x, 2, 2, return_indices=True)
-                saved += [_window_positions(indices, width), x > 0]
+            pooled = F.max_pool2d(x, 2, 2)
+            if saved is not None:
+                saved.append(_window_positions(x, pooled))
+            x = pooled
         elif op == 'avg':
             shapes.append(x.shape)
             x = F.avg_pool2d(x, 2, 2)
@@ -75,9 +96,9 @@ class FrozenVGGEmbed(torch.autograd.Function):
     pooling for the backward pass. The weights are frozen, so the input gradient
     of a conv needs the weight only, and a ReLU needs only where its output is
     positive. This function keeps one byte per element instead: a bool mask per
-    ReLU, and per max pooling the winner's position in its 2x2 window (uint8) and
-    whether the winner is positive, which is all the ReLU before the pooling
-    needs, so that ReLU keeps no full-size mask. The input's activation
+    ReLU, and per max pooling one byte per window, the winner's position in it or
+    "not positive", which is all the ReLU before the pooling needs, so that ReLU
+    keeps no full-size mask. The input's activation
     (:class:`ClassMaps`) runs inside the first convolution, a chunk of classes at
     a time, and its backward in place. Same gradient as autograd.
     """
@@ -123,9 +144,9 @@ class FrozenVGGEmbed(torch.autograd.Function):
                 else:  # the gradient dtype follows the forward's (bf16 under autocast)
                     grad = conv2d_input(shape, weight.to(grad.dtype), grad, stride=stride, padding=ctx.pad)
             elif op == 'max':
-                positive, positions = saved.pop(), saved.pop()
+                positions = saved.pop()
                 if grad is not None:
-                    grad = _unpool(grad * positive, positions, shape)
+                    grad = _unpool(grad, positions, shape)
             elif grad is not None:
                 up = F.interpolate(grad, scale_factor=2, mode='nearest') / 4
                 grad = F.pad(up, (0, shape[-1] - up.shape[-1], 0, shape[-2] - up.shape[-2]))

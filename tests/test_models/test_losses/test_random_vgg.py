@@ -3,6 +3,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from mmperc.models import RandomVGG
 
@@ -111,12 +112,9 @@ def test_too_small_input_names_fix():
         net(torch.rand(1, 1, 16, 64))
 
 
-@pytest.mark.parametrize('downsample', ['maxpool', 'avgpool', 'conv'])
-@pytest.mark.parametrize('size', [(32, 32), (37, 45)])
-def test_memory_lean_backward_equals_autograd(downsample, size):
-    """FrozenVGGEmbed's hand-written backward == autograd through the same ops (float64)."""
-    net = RandomVGG(in_channels=3, num_convs=(2, 1, 1), channels=(4, 8, 8), downsample=downsample)
-    x = torch.randn(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+def _lean_and_autograd(net: RandomVGG, x: torch.Tensor, num_blocks: int):
+    """Features and input gradient of FrozenVGGEmbed, and the same from autograd through the
+    plain ops (conv, ReLU, pooling) with the same weights."""
     with torch.no_grad():
         reference_feats = net(x)
     weights = [torch.randn_like(f) for f in reference_feats]
@@ -125,10 +123,9 @@ def test_memory_lean_backward_equals_autograd(downsample, size):
     sum((f * w).sum() for f, w in zip(feats, weights)).backward()
     auto_x = x.clone().requires_grad_()
     h, grads_feats = auto_x, []
-    import torch.nn.functional as F
-    for op, weight, stride in net._plan(auto_x.dtype, auto_x.device, 3):
+    for op, weight, stride in net._plan(auto_x.dtype, auto_x.device, num_blocks):
         if op == 'conv':
-            h = F.relu(F.conv2d(h, weight, stride=stride, padding=1))
+            h = F.relu(F.conv2d(h, weight, stride=stride, padding=net.kernel_size // 2))
         elif op == 'max':
             h = F.max_pool2d(h, 2, 2)
         elif op == 'avg':
@@ -138,7 +135,47 @@ def test_memory_lean_backward_equals_autograd(downsample, size):
     sum((f * w).sum() for f, w in zip(grads_feats, weights)).backward()
     for a, b in zip(feats, reference_feats):
         torch.testing.assert_close(a, b)
-    torch.testing.assert_close(lean_x.grad, auto_x.grad)
+    return lean_x.grad, auto_x.grad
+
+
+@pytest.mark.parametrize('downsample', ['maxpool', 'avgpool', 'conv'])
+@pytest.mark.parametrize('size', [(32, 32), (37, 45)])
+def test_memory_lean_backward_equals_autograd(downsample, size):
+    """FrozenVGGEmbed's hand-written backward == autograd through the same ops (float64)."""
+    net = RandomVGG(in_channels=3, num_convs=(2, 1, 1), channels=(4, 8, 8), downsample=downsample)
+    x = torch.randn(2, 3, *size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    lean, auto = _lean_and_autograd(net, x, 3)
+    torch.testing.assert_close(lean, auto)
+
+
+@pytest.mark.parametrize('size', [(32, 32), (35, 43)])
+def test_max_pool_ties_routed_as_autograd(size):
+    """Piecewise-constant input (one-hot labels, flat regions) makes equal maxima in a pooling
+    window; the gradient goes where max_pool2d's own backward sends it (float32, channels-last
+    weights: the CPU path)."""
+    net = RandomVGG(in_channels=3, num_convs=(1, 2, 1), channels=(8, 16, 16))
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in net.weights())
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (2, size[0] // 8 + 1, size[1] // 8 + 1), generator=g)
+    labels = labels.repeat_interleave(8, 1).repeat_interleave(8, 2)[:, :size[0], :size[1]]
+    x = F.one_hot(labels, 3).permute(0, 3, 1, 2).float()
+    with torch.no_grad():  # the premise: some windows hold equal positive maxima
+        h = F.relu(F.conv2d(x, net.weights()[0], padding=1))
+        top = F.max_pool2d(h, 2, 2)
+        ties = sum((h[..., dy:2 * top.shape[-2]:2, dx:2 * top.shape[-1]:2] == top).int()
+                   for dy in (0, 1) for dx in (0, 1))
+        assert bool(((ties > 1) & (top > 0)).any())
+    lean, auto = _lean_and_autograd(net, x, 3)
+    torch.testing.assert_close(lean, auto, rtol=1e-5, atol=1e-6)
+
+
+def test_weights_channels_last_on_cpu_only():
+    """oneDNN is faster with channels-last weights; on other devices the weights stay NCHW."""
+    net = RandomVGG(in_channels=5, num_convs=(1, 1), channels=(4, 8))
+    assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+               for w in net.weights())
+    moved = net.to('meta')
+    assert all(w.is_contiguous() for w in moved.weights())
 
 
 @pytest.mark.parametrize('downsample', ['maxpool', 'avgpool', 'conv'])
