@@ -16,7 +16,8 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from math import nan
+from typing import Callable, Dict, List
 
 import torch
 import torch.nn as nn
@@ -53,26 +54,22 @@ def reference_loss(ref: nn.Sequential, pred: torch.Tensor, target: torch.Tensor)
     return F.mse_loss(ref(pred.softmax(1)), ref(target.softmax(1)).detach())
 
 
-def measure(fn: Callable[[], torch.Tensor], device: str, repeats: int) -> Tuple[float, float, float]:
-    """Median seconds of ``fn().backward()``, peak memory in MiB (CUDA; NaN on CPU, where a child
-    process measures it), and the loss value."""
-    values = []
-
-    def fwd_bwd() -> None:
+def fwd_bwd(fn: Callable[[], torch.Tensor], values: List[float]) -> Callable[[], None]:
+    """``fn().backward()``, recording the loss value."""
+    def run() -> None:
         value = fn()
         value.backward()
         values.append(float(value.detach()))
+    return run
 
-    seconds = median_ms(fwd_bwd, device, repeats) / 1e3
+
+def cuda_peak_mib(fn: Callable[[], torch.Tensor]) -> float:
+    """Peak CUDA memory of one ``fn().backward()`` above what was allocated before."""
     gc.collect()
-    if device == 'cuda':
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-        fn().backward()
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        peak = float('nan')  # measured in a child process: cpu_peaks_in_child
-    return seconds, peak, values[-1]
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn().backward()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
 def _status_kib(field: str) -> int:
@@ -117,22 +114,26 @@ def bench_loss(settings, device: str, batch: int, repeats: int) -> List[Dict]:
     rows = []
     for num_convs, classes, size in settings:
         pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, device)
-        t_ref, m_ref, v_ref = measure(lambda: reference_loss(ref, pred, target), device, repeats)
-        t_our, m_our, v_our = measure(lambda: loss(pred, target), device, repeats)
-        s_ref, s_our = saved_mib(lambda: reference_loss(ref, pred, target)), saved_mib(lambda: loss(pred, target))
-        rows.append(dict(structure=str(num_convs), classes=classes, size=size, ref_ms=t_ref * 1e3,
-                         our_ms=t_our * 1e3, speedup=t_ref / t_our, ref_mib=m_ref, our_mib=m_our,
-                         memory=m_our / m_ref if m_ref else float('nan'), saved=s_our / s_ref,
-                         same_value=abs(v_our - v_ref) <= 1e-5 * abs(v_ref)))
+        ref_fn, our_fn = lambda: reference_loss(ref, pred, target), lambda: loss(pred, target)
+        v_ref: List[float] = []
+        v_our: List[float] = []
+        times = interleaved_ms({'ref': fwd_bwd(ref_fn, v_ref), 'ours': fwd_bwd(our_fn, v_our)}, device, repeats)
+        m_ref, m_our = (cuda_peak_mib(ref_fn), cuda_peak_mib(our_fn)) if device == 'cuda' else (nan, nan)
+        s_ref, s_our = saved_mib(ref_fn), saved_mib(our_fn)
+        rows.append(dict(structure=str(num_convs), classes=classes, size=size,
+                         ref_ms=statistics.median(times['ref']), our_ms=statistics.median(times['ours']),
+                         speedup=median_ratio(times['ref'], times['ours']), ref_mib=m_ref, our_mib=m_our,
+                         memory=m_our / m_ref if m_ref else nan, saved=s_our / s_ref,
+                         same_value=abs(v_our[-1] - v_ref[-1]) <= 1e-5 * abs(v_ref[-1])))
     return rows
 
 
-#: Ratio (A) is measured for the config's loss and for these cheaper settings of it.
-CHEAPER_OPTIONS = [
-    ('config default', None),
-    ('num_convs=(1,1,1,1,1)', dict(num_convs=(1, 1, 1, 1, 1))),
-    ('resize=0.5', dict(resize=0.5)),
-    ('(1,1,1,1,1) + resize=0.5', dict(num_convs=(1, 1, 1, 1, 1), resize=0.5)),
+#: Ratio (A) is measured for the config's loss and for these settings of it (keys over the config's).
+LOSS_VARIANTS = [
+    ('config default', {}),
+    ('+ resize=0.5', dict(resize=0.5)),
+    ('VGG16 (paper Sec. 4.2)', dict(num_convs=(2, 2, 3, 3, 3))),
+    ('VGG16 + resize=0.5', dict(num_convs=(2, 2, 3, 3, 3), resize=0.5)),
 ]
 PLAIN_CONFIG = 'configs/pspnet/pspnet_r18-d8_4xb2-40k_cityscapes-769x769.py'
 PERC_CONFIG = 'configs/perc/pspnet_r18-d8_perc-r101_4xb2-40k_cityscapes-769x769.py'
@@ -161,6 +162,7 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
 
     from mmengine.config import Config
     from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
     from mmseg.structures import SegDataSample
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     student = _build(Config.fromfile(os.path.join(root, PLAIN_CONFIG)), device)
@@ -192,10 +194,12 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
         losses.update(model._auxiliary_head_forward_train(x, samples))
         return losses
 
-    def step(model, losses_of) -> Callable[[], None]:
+    def step(model, losses_of, loss_perc=None) -> Callable[[], None]:
         optim = torch.optim.SGD(model.parameters(), lr=1e-3)
 
         def run() -> None:
+            if loss_perc is not None:
+                model.loss_perc = loss_perc
             optim.zero_grad()
             with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
                 losses = losses_of(model)
@@ -203,33 +207,49 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
             optim.step()
         return run
 
-    plain = median_ms(step(student, lambda m: m.loss(inputs, samples)), device, repeats)
     default_loss = distill.loss_perc
-    result = dict(plain_ms=plain, variants={})
-    for name, options in CHEAPER_OPTIONS:
-        distill.loss_perc = default_loss if options is None else RandomPerceptualLoss(
-            in_channels=num_classes, loss_weight=default_loss.loss_weight, **options).to(device)
-        result['variants'][name] = median_ms(step(distill, given_teacher_logits), device, repeats)
-    distill.loss_perc = default_loss
-    result['whole_ms'] = median_ms(step(distill, lambda m: m.loss(inputs, samples)), device, repeats)
+    runs = {'plain': step(student, lambda m: m.loss(inputs, samples))}
+    for name, options in LOSS_VARIANTS:
+        variant = MODELS.build(dict(cfg.model.loss_perc, **options)).to(device) if options else default_loss
+        runs[name] = step(distill, given_teacher_logits, variant)
+    runs['whole'] = step(distill, lambda m: m.loss(inputs, samples), default_loss)
+    times = interleaved_ms(runs, device, repeats)
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
-        result['teacher_ms'] = median_ms(lambda: distill.teacher_logits(inputs), device, repeats)
+        teacher_ms = interleaved_ms({'teacher': lambda: distill.teacher_logits(inputs)}, device, repeats)['teacher']
+    result = dict(plain_ms=statistics.median(times['plain']), teacher_ms=statistics.median(teacher_ms),
+                  whole_ms=statistics.median(times['whole']),
+                  whole_ratio=median_ratio(times['whole'], times['plain']), variants={})
+    for name, _ in LOSS_VARIANTS:
+        result['variants'][name] = (statistics.median(times[name]), median_ratio(times[name], times['plain']),
+                                    min(times[name][i] / times['plain'][i] for i in range(repeats)),
+                                    max(times[name][i] / times['plain'][i] for i in range(repeats)))
+    distill.loss_perc = default_loss
     return result
 
 
-def median_ms(fn: Callable[[], object], device: str, repeats: int) -> float:
-    """Median milliseconds of ``fn()`` over ``repeats`` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+def interleaved_ms(fns: Dict[str, Callable[[], object]], device: str, repeats: int) -> Dict[str, List[float]]:
+    """Milliseconds of each of ``fns`` in each of ``repeats`` rounds, after one warm-up round.
+
+    Every round calls all of them in turn, so a change in the shared machine's speed (10-30%
+    between minutes here) hits each about alike; ratios are taken round by round
+    (:func:`median_ratio`)."""
+    times: Dict[str, List[float]] = {name: [] for name in fns}
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            if device == 'cuda':
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if device == 'cuda':
+                torch.cuda.synchronize()
+            if round_:
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def median_ratio(numerator: List[float], denominator: List[float]) -> float:
+    """Median over rounds of the per-round ratio."""
+    return statistics.median(a / b for a, b in zip(numerator, denominator))
 
 
 def cpu_peaks_in_child(args: argparse.Namespace) -> List[List[float]]:
@@ -303,13 +323,13 @@ def main() -> None:
         print(f'\n2. Training step, {PERC_CONFIG} vs {PLAIN_CONFIG}, {args.step_size}x{args.step_size}, '
               f'batch {args.batch}, {"bf16 autocast" if amp else "float32"}')
         plain = step['plain_ms']
-        print(f'   plain step {plain:.1f} ms')
-        for name, ms in step['variants'].items():
-            print(f'   + perceptual term, {name:<26} {ms:9.1f} ms: ratio (A) {ms / plain:.2f}x '
-                  f'(target <= {TARGET_STEP_OVERHEAD}x)')
+        print(f'   plain step {plain:.1f} ms (medians of {args.repeats} rounds; every round runs all rows in turn, '
+              'ratios are per round)')
+        for name, (ms, ratio, low, high) in step['variants'].items():
+            print(f'   + perceptual term, {name:<30} {ms:9.1f} ms: ratio (A) {ratio:.2f}x '
+                  f'(rounds {low:.2f}-{high:.2f}x; target <= {TARGET_STEP_OVERHEAD}x)')
         print(f'   whole distillation step {step["whole_ms"]:.1f} ms (teacher forward {step["teacher_ms"]:.1f} ms): '
-              f'ratio (B) {step["whole_ms"] / plain:.2f}x (no fixed target)')
-
+              f'ratio (B) {step["whole_ratio"]:.2f}x (no fixed target)')
 
 if __name__ == '__main__':
     main()

@@ -211,7 +211,8 @@ def test_perc_config_adds_only_the_teacher(path: str) -> None:
     cfg = load(path)
     assert cfg.custom_imports == dict(imports=['mmperc'], allow_failed_imports=False)
     assert cfg.model.type == 'PerceptualDistillSegmentor'
-    assert cfg.model.loss_perc == dict(type='RandomPerceptualLoss', loss_weight=0.1)
+    # lambda = 0.1 (Eq. 2) and the paper's efficient loss network (Table 2), chosen for its cost
+    assert cfg.model.loss_perc == dict(type='RandomPerceptualLoss', num_convs=(1, 1, 1, 1, 1), loss_weight=0.1)
     assert set(cfg.model.teacher) == {'config', 'checkpoint'}
     base = load(baseline_path(path))
     assert base.model.type == 'EncoderDecoder'
