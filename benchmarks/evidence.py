@@ -9,8 +9,8 @@ tools/train.py, reporting the final validation mIoU and boundary F-score:
   ``paper``, ``xavier``, N(0, 1), N(0, 0.1), N(0, 0.01), U[-1, 1], U[-0.1, 0.1], U[-0.01, 0.01],
   over N seeds; a run whose loss becomes non-finite counts as diverged.
 - ``--study structure``: the paper's Tables 2-3 at small scale: (1,1,1,1,1) vs VGG16 vs VGG19,
-  kernel sizes 1/3/5/7, and VGG16 at half resolution (``resize=0.5``, the cheaper option of the
-  performance benchmark), over N seeds, with the CE-only student beside them.
+  kernel sizes 1/3/5/7, and VGG16 and (1,1,1,1,1) at half resolution (``resize=0.5``, the
+  cheaper option of the performance benchmark), over N seeds, with the CE-only student beside them.
 
 Needs the demo's data and teacher (``make demo`` or ``python tools/demo.py`` first).
 
@@ -54,6 +54,7 @@ STRUCTURES = {
     '(1,1,1,1,1), k=5': [f'{PERC_LOSS}.kernel_size=5'],
     '(1,1,1,1,1), k=7': [f'{PERC_LOSS}.kernel_size=7'],
     'VGG16, resize=0.5': [f'{PERC_LOSS}.num_convs=[2,2,3,3,3]', f'{PERC_LOSS}.resize=0.5'],
+    '(1,1,1,1,1), k=3, resize=0.5': [f'{PERC_LOSS}.resize=0.5'],
 }
 
 

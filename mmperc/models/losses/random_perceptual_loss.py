@@ -267,6 +267,8 @@ class RandomPerceptualLoss(nn.Module):
             if valid_mask.shape != (n, h, w):
                 raise ValueError(f'valid_mask must be (N, H, W) = {(n, h, w)}, got {tuple(valid_mask.shape)}')
             valid = valid_mask.bool() if valid is None else valid & valid_mask.bool()
+            if bool(valid.all()):
+                valid = None  # nothing is masked: no class-sized multiply in either pass
         # the dtype the activated prediction has: autocast computes softmax/sigmoid in float32
         dtype = self._activated_dtype(pred)
         if target.is_floating_point():
