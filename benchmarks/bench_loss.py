@@ -122,7 +122,8 @@ def bench_loss(settings, device: str, batch: int, repeats: int) -> List[Dict]:
         s_ref, s_our = saved_mib(ref_fn), saved_mib(our_fn)
         rows.append(dict(structure=str(num_convs), classes=classes, size=size,
                          ref_ms=statistics.median(times['ref']), our_ms=statistics.median(times['ours']),
-                         speedup=median_ratio(times['ref'], times['ours']), ref_mib=m_ref, our_mib=m_our,
+                         speedup=statistics.median(round_ratios(times['ref'], times['ours'])),
+                         ref_mib=m_ref, our_mib=m_our,
                          memory=m_our / m_ref if m_ref else nan, saved=s_our / s_ref,
                          same_value=abs(v_our[-1] - v_ref[-1]) <= 1e-5 * abs(v_ref[-1])))
     return rows
@@ -218,11 +219,10 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
         teacher_ms = interleaved_ms({'teacher': lambda: distill.teacher_logits(inputs)}, device, repeats)['teacher']
     result = dict(plain_ms=statistics.median(times['plain']), teacher_ms=statistics.median(teacher_ms),
                   whole_ms=statistics.median(times['whole']),
-                  whole_ratio=median_ratio(times['whole'], times['plain']), variants={})
+                  whole_ratio=statistics.median(round_ratios(times['whole'], times['plain'])), variants={})
     for name, _ in LOSS_VARIANTS:
-        result['variants'][name] = (statistics.median(times[name]), median_ratio(times[name], times['plain']),
-                                    min(times[name][i] / times['plain'][i] for i in range(repeats)),
-                                    max(times[name][i] / times['plain'][i] for i in range(repeats)))
+        ratios = round_ratios(times[name], times['plain'])
+        result['variants'][name] = (statistics.median(times[name]), statistics.median(ratios), min(ratios), max(ratios))
     distill.loss_perc = default_loss
     return result
 
@@ -232,7 +232,7 @@ def interleaved_ms(fns: Dict[str, Callable[[], object]], device: str, repeats: i
 
     Every round calls all of them in turn, so a change in the shared machine's speed (10-30%
     between minutes here) hits each about alike; ratios are taken round by round
-    (:func:`median_ratio`)."""
+    (:func:`round_ratios`)."""
     times: Dict[str, List[float]] = {name: [] for name in fns}
     for round_ in range(repeats + 1):
         for name, fn in fns.items():
@@ -247,9 +247,9 @@ def interleaved_ms(fns: Dict[str, Callable[[], object]], device: str, repeats: i
     return times
 
 
-def median_ratio(numerator: List[float], denominator: List[float]) -> float:
-    """Median over rounds of the per-round ratio."""
-    return statistics.median(a / b for a, b in zip(numerator, denominator))
+def round_ratios(numerator: List[float], denominator: List[float]) -> List[float]:
+    """The ratio of two rows of :func:`interleaved_ms`, round by round."""
+    return [a / b for a, b in zip(numerator, denominator)]
 
 
 def cpu_peaks_in_child(args: argparse.Namespace) -> List[List[float]]:
@@ -330,6 +330,7 @@ def main() -> None:
                   f'(rounds {low:.2f}-{high:.2f}x; target <= {TARGET_STEP_OVERHEAD}x)')
         print(f'   whole distillation step {step["whole_ms"]:.1f} ms (teacher forward {step["teacher_ms"]:.1f} ms): '
               f'ratio (B) {step["whole_ratio"]:.2f}x (no fixed target)')
+
 
 if __name__ == '__main__':
     main()

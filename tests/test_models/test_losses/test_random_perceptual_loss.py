@@ -60,7 +60,6 @@ def test_ignore_index_excluded_from_both_sides():
         loss(other_pred, soft, valid_mask=mask).item(), rel=1e-6)
 
 
-
 def test_all_true_valid_mask_is_no_mask():
     """An all-true mask (the distillation wrapper's when no pixel is ignored) is dropped: same
     value and gradient as no mask."""
@@ -73,6 +72,7 @@ def test_all_true_valid_mask_is_no_mask():
         value.backward()
         grads.append((value.detach(), pred.grad))
     torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+
 
 def test_gradient_only_to_prediction():
     loss = RandomPerceptualLoss(**SMALL)
