@@ -8,12 +8,11 @@ input channels, so it is computed as a sum over chunks of classes, each chunk ac
 pass writes the input gradient chunk by chunk and applies the activation's backward in
 place. Only the logits (held by the caller anyway) and the gradient are class-sized.
 """
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.grad import conv2d_input
 
 #: Classes per chunk of the first convolution; inputs with at most this many run in one call.
 CHUNK = 32
@@ -117,15 +116,16 @@ class ClassMaps:
             raise RuntimeError('labels have no gradient')
         if self.valid is not None:
             grad.mul_(self.valid)
-        if self.kind == 'softmax':  # s * (g - sum_c s_c g_c)
-            single = len(self.chunks()) == 1  # then s is computed once and kept for both passes
-            dot, s = None, None
+        if self.kind == 'softmax' and len(self.chunks()) == 1:  # the fused softmax backward
+            s = self._activated(0, self.channels)
+            return torch._softmax_backward_data(grad, s, 1, s.dtype)
+        if self.kind == 'softmax':  # s * (g - sum_c s_c g_c), a chunk at a time
+            dot = None
             for a, b in self.chunks():
-                s = self._activated(a, b)
-                part = (s * grad[:, a:b]).sum(dim=1, keepdim=True)
+                part = (self._activated(a, b) * grad[:, a:b]).sum(dim=1, keepdim=True)
                 dot = part if dot is None else dot.add_(part)
             for a, b in self.chunks():
-                grad[:, a:b].sub_(dot).mul_(s if single else self._activated(a, b))
+                grad[:, a:b].sub_(dot).mul_(self._activated(a, b))
         elif self.kind == 'sigmoid':  # s * (1 - s) * g
             for a, b in self.chunks():
                 s = self._activated(a, b)
@@ -138,6 +138,21 @@ class ClassMaps:
         if self.kind == 'softmax':
             return x.softmax(dim=1) if self._lse is None else (x - self._lse).exp_()
         return x.sigmoid()
+
+
+def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: int,
+                    pad: int) -> Tensor:
+    """The input gradient of ``conv2d(input, weight)`` for an input of ``shape``.
+
+    As ``torch.nn.grad.conv2d_input``, but the input it stands in for is an unwritten tensor
+    in the weight's memory format: that function's broadcast stand-in is copied into a
+    dense one by the convolution's backward (measured 8% of the call on the CPU)."""
+    layout = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) \
+        and not weight.is_contiguous() else torch.contiguous_format
+    like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
+    return torch.ops.aten.convolution_backward(grad, like, weight.to(grad.dtype), None, (stride, stride),
+                                               (pad, pad), (1, 1), False, (0, 0), 1,
+                                               (True, False, False))[0]
 
 
 def first_conv(maps: ClassMaps, weight: Tensor, stride: int, pad: int) -> Tensor:
@@ -160,11 +175,10 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
     """Gradient w.r.t. the source of ``maps`` from the first convolution's output gradient."""
     n, _, h, w = maps.shape
     if len(maps.chunks()) == 1:
-        g = conv2d_input(maps.shape, weight.to(grad.dtype), grad, stride=stride, padding=pad)
+        g = conv_input_grad(maps.shape, weight, grad, stride, pad)
         g = g if g.dtype == maps.dtype else g.to(maps.dtype)
     else:
         g = grad.new_empty(maps.shape, dtype=maps.dtype)
         for a, b in maps.chunks():
-            g[:, a:b] = conv2d_input((n, b - a, h, w), weight[:, a:b].to(grad.dtype), grad,
-                                     stride=stride, padding=pad)
+            g[:, a:b] = conv_input_grad((n, b - a, h, w), weight[:, a:b], grad, stride, pad)
     return maps.backward_(g)
