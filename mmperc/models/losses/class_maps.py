@@ -19,6 +19,16 @@ CHUNK = 32
 KINDS = ('none', 'softmax', 'sigmoid', 'onehot')
 
 
+def channels_last(x: Tensor) -> bool:
+    """Whether ``x`` (N, C, H, W) is stored channels-last (and not also NCHW-contiguous)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def nhwc(x: Tensor) -> Tensor:
+    """The (N, H, W, C) view of ``x``: contiguous when ``x`` is channels-last."""
+    return x.permute(0, 2, 3, 1)
+
+
 class ClassMaps:
     """``activation(source) * valid``, never materialised whole.
 
@@ -118,6 +128,8 @@ class ClassMaps:
             grad.mul_(self.valid)
         if self.kind == 'softmax' and len(self.chunks()) == 1:  # the fused softmax backward
             s = self._activated(0, self.channels)
+            if channels_last(grad) and channels_last(s):  # as the forward: over the NHWC view
+                return torch._softmax_backward_data(nhwc(grad), nhwc(s), 3, s.dtype).permute(0, 3, 1, 2)
             return torch._softmax_backward_data(grad, s, 1, s.dtype)
         if self.kind == 'softmax':  # s * (g - sum_c s_c g_c), a chunk at a time
             dot = None
@@ -135,6 +147,10 @@ class ClassMaps:
     def _activated(self, start: int, stop: int) -> Tensor:
         """Softmax/sigmoid of channels ``[start, stop)`` without the valid mask (a new tensor)."""
         x = self.source[:, start:stop].to(self.dtype)
+        if self.kind == 'softmax' and self._lse is None and channels_last(x):
+            # over the NHWC view: channels-last out, as the convolution takes it (x.softmax(1)
+            # copies to NCHW first and the convolution copies back)
+            return nhwc(x).softmax(dim=3).permute(0, 3, 1, 2)
         if self.kind == 'softmax':
             return x.softmax(dim=1) if self._lse is None else (x - self._lse).exp_()
         return x.sigmoid()
@@ -147,8 +163,7 @@ def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: 
     As ``torch.nn.grad.conv2d_input``, but the input it stands in for is an unwritten tensor
     in the weight's memory format: that function's broadcast stand-in is copied into a
     dense one by the convolution's backward (measured 8% of the call on the CPU)."""
-    layout = torch.channels_last if weight.is_contiguous(memory_format=torch.channels_last) \
-        and not weight.is_contiguous() else torch.contiguous_format
+    layout = torch.channels_last if channels_last(weight) else torch.contiguous_format
     like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
     return torch.ops.aten.convolution_backward(grad, like, weight.to(grad.dtype), None, (stride, stride),
                                                (pad, pad), (1, 1), False, (0, 0), 1,

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .class_maps import ClassMaps, conv_input_grad, first_conv, first_conv_input_grad
+from .class_maps import ClassMaps, channels_last, conv_input_grad, first_conv, first_conv_input_grad
 
 
 Plan = Sequence[Tuple[str, Optional[Tensor], int]]
@@ -34,8 +34,7 @@ def _max_unpool(grad: Tensor, indices: Tensor, positive: Tensor, shape: torch.Si
     then the pooling kernel's own backward (each window's winner, as ``max_pool2d`` picks it)."""
     grad = torch.where(positive, grad, grad.new_zeros(()))
     # the kernel reads only the size and memory format of the input: an unwritten stand-in
-    layout = torch.channels_last if indices.is_contiguous(memory_format=torch.channels_last) \
-        and not indices.is_contiguous() else torch.contiguous_format
+    layout = torch.channels_last if channels_last(indices) else torch.contiguous_format
     like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
     return torch.ops.aten.max_pool2d_with_indices_backward(grad, like, [2, 2], [2, 2], [0, 0], [1, 1],
                                                            False, indices)
@@ -107,6 +106,7 @@ class FrozenVGGEmbed(torch.autograd.Function):
         shapes = list(ctx.shapes)
         outputs_left = len(grad_outputs)
         grad: Optional[Tensor] = None
+        owned = False  # whether grad is a tensor this backward made (and may overwrite)
         plan = ctx.plan
         for i in reversed(range(len(plan))):
             op, weight, stride = plan[i]
@@ -114,6 +114,7 @@ class FrozenVGGEmbed(torch.autograd.Function):
                 outputs_left -= 1
                 g = grad_outputs[outputs_left]
                 if g is not None:
+                    owned = grad is not None  # autograd's own tensor must not be written to
                     grad = g if grad is None else grad + g.to(grad.dtype)
                 continue
             shape = shapes.pop()
@@ -121,18 +122,20 @@ class FrozenVGGEmbed(torch.autograd.Function):
                 mask = None if _feeds_max_pool(plan, i) else saved.pop()
                 if grad is None:  # nothing flows back from the blocks after this op
                     continue
-                if mask is not None:
-                    grad = grad * mask
+                if mask is not None:  # where(): no float copy of the bool mask, as a product makes
+                    grad = torch.where(mask, grad, grad.new_zeros(()), out=grad if owned else None)
                 if i == 0:
                     grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad)
                 else:  # the gradient dtype follows the forward's (bf16 under autocast)
                     grad = conv_input_grad(shape, weight, grad, stride, ctx.pad)
+                owned = True
             elif op == 'max':
                 positive, indices = saved.pop(), saved.pop()
                 if grad is not None:
-                    grad = _max_unpool(grad, indices, positive, shape)
+                    grad, owned = _max_unpool(grad, indices, positive, shape), True
             elif grad is not None:
                 up = F.interpolate(grad, scale_factor=2, mode='nearest') / 4
                 grad = F.pad(up, (0, shape[-1] - up.shape[-1], 0, shape[-2] - up.shape[-2]))
+                owned = True
         ctx.maps = None
         return (grad.to(ctx.input_dtype) if grad is not None else None), None, None, None
