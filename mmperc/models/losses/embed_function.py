@@ -7,9 +7,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .class_maps import ClassMaps, channels_last, conv_input_grad, first_conv, first_conv_input_grad
+from .winograd import winograd_conv3x3
 
 
 Plan = Sequence[Tuple[str, Optional[Tensor], int]]
+_CONVS = ('conv', 'wino')  # a convolution (+ReLU); 'wino' carries its Winograd weight transform
 
 
 def _feeds_max_pool(plan: Plan, i: int) -> bool:
@@ -49,13 +51,13 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
     outputs: List[Tensor] = []
     x: Optional[Tensor] = None
     for i, (op, weight, stride) in enumerate(plan):
-        if op == 'conv':
+        if op in _CONVS:
             if x is None:
                 shapes.append(maps.shape)
                 x = first_conv(maps, weight, stride, pad)
             else:
                 shapes.append(x.shape)
-                x = F.conv2d(x, weight, stride=stride, padding=pad)
+                x = winograd_conv3x3(x, weight) if op == 'wino' else F.conv2d(x, weight, stride=stride, padding=pad)
             if not _feeds_max_pool(plan, i):  # else the ReLU runs after the pooling
                 x = x.relu_()
                 if saved is not None:
@@ -118,7 +120,7 @@ class FrozenVGGEmbed(torch.autograd.Function):
                     grad = g if grad is None else grad + g.to(grad.dtype)
                 continue
             shape = shapes.pop()
-            if op == 'conv':
+            if op in _CONVS:
                 mask = None if _feeds_max_pool(plan, i) else saved.pop()
                 if grad is None:  # nothing flows back from the blocks after this op
                     continue
@@ -126,6 +128,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
                     grad = torch.where(mask, grad, grad.new_zeros(()), out=grad if owned else None)
                 if i == 0:
                     grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad)
+                elif op == 'wino':
+                    grad = winograd_conv3x3(grad, weight, transpose=True)
                 else:  # the gradient dtype follows the forward's (bf16 under autocast)
                     grad = conv_input_grad(shape, weight, grad, stride, ctx.pad)
                 owned = True

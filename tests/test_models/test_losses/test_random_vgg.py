@@ -123,7 +123,10 @@ def _lean_and_autograd(net: RandomVGG, x: torch.Tensor, num_blocks: int):
     sum((f * w).sum() for f, w in zip(feats, weights)).backward()
     auto_x = x.clone().requires_grad_()
     h, grads_feats = auto_x, []
-    for op, weight, stride in net._plan(auto_x.dtype, auto_x.device, num_blocks):
+    winograd, net.winograd = net.winograd, False  # the reference: direct convolutions
+    plan = net._plan(auto_x.dtype, auto_x.device, num_blocks)
+    net.winograd = winograd
+    for op, weight, stride in plan:
         if op == 'conv':
             h = F.relu(F.conv2d(h, weight, stride=stride, padding=net.kernel_size // 2))
         elif op == 'max':
