@@ -15,7 +15,6 @@ block at a time, so that the transformed tiles stay small at any input size.
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 # F(2, 3): y = A^T [(G g) * (B^T d)], d the 4 inputs, g the 3 weights, y the 2 outputs
@@ -81,8 +80,12 @@ def winograd_conv3x3(x: Tensor, u: Tensor, transpose: bool = False,
     if u.shape[1] != c:
         raise ValueError(f'the weight transform takes {u.shape[1]} channels, but x has {c}')
     th, tw = (h + 1) // 2, (w + 1) // 2
-    # (N, 2*th + 2, 2*tw + 2, C): the padding of the convolution, and an odd edge's tile
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 2 * tw + 1 - w, 1, 2 * th + 1 - h))
+    # (N, 2*th + 2, 2*tw + 2, C): the padding of the convolution, and an odd edge's tile; only
+    # the border is zeroed (F.pad fills the whole tensor first)
+    xp = x.new_empty(n, 2 * th + 2, 2 * tw + 2, c)
+    xp[:, 1:h + 1, 1:w + 1] = x.permute(0, 2, 3, 1)
+    for border in (xp[:, :1], xp[:, h + 1:], xp[:, 1:h + 1, :1], xp[:, 1:h + 1, w + 1:]):
+        border.zero_()
     out = x.new_empty(n, 2 * th, 2 * tw, k)
     if block_rows is None:
         block_rows = max(1, BLOCK_BYTES // (16 * n * tw * max(c, k) * x.element_size()))
