@@ -24,6 +24,11 @@ def channels_last(x: Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
+def memory_format(x: Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a channels-last ``x``, else ``torch.contiguous_format``."""
+    return torch.channels_last if channels_last(x) else torch.contiguous_format
+
+
 def nhwc(x: Tensor) -> Tensor:
     """The (N, H, W, C) view of ``x``: contiguous when ``x`` is channels-last."""
     return x.permute(0, 2, 3, 1)
@@ -163,8 +168,7 @@ def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: 
     As ``torch.nn.grad.conv2d_input``, but the input it stands in for is an unwritten tensor
     in the weight's memory format: that function's broadcast stand-in is copied into a
     dense one by the convolution's backward (measured 8% of the call on the CPU)."""
-    layout = torch.channels_last if channels_last(weight) else torch.contiguous_format
-    like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
+    like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=memory_format(weight))
     return torch.ops.aten.convolution_backward(grad, like, weight.to(grad.dtype), None, (stride, stride),
                                                (pad, pad), (1, 1), False, (0, 0), 1,
                                                (True, False, False))[0]

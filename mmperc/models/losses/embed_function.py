@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .class_maps import ClassMaps, channels_last, conv_input_grad, first_conv, first_conv_input_grad
+from .class_maps import ClassMaps, conv_input_grad, first_conv, first_conv_input_grad, memory_format
 from .winograd import winograd_conv3x3
 
 
@@ -36,8 +36,7 @@ def _max_unpool(grad: Tensor, indices: Tensor, positive: Tensor, shape: torch.Si
     then the pooling kernel's own backward (each window's winner, as ``max_pool2d`` picks it)."""
     grad = torch.where(positive, grad, grad.new_zeros(()))
     # the kernel reads only the size and memory format of the input: an unwritten stand-in
-    layout = torch.channels_last if channels_last(indices) else torch.contiguous_format
-    like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
+    like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=memory_format(indices))
     return torch.ops.aten.max_pool2d_with_indices_backward(grad, like, [2, 2], [2, 2], [0, 0], [1, 1],
                                                            False, indices)
 
