@@ -14,6 +14,7 @@ import argparse
 import gc
 import os
 import statistics
+import subprocess
 import sys
 import time
 from math import nan
@@ -263,7 +264,6 @@ def cpu_peaks_in_child(args: argparse.Namespace) -> List[List[float]]:
     stays in this process with the default allocator (mmap'ing every tensor slows both sides).
     """
     import json
-    import subprocess
     cmd = [sys.executable, os.path.abspath(__file__), '--peaks-only', '--batch', str(args.batch),
            '--size', str(args.size)] + (['--full'] if args.full else [])
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
@@ -292,8 +292,13 @@ def main() -> None:
     parser.add_argument('--full', action='store_true', help='19/150 classes x 512/769 (slow on CPU)')
     parser.add_argument('--size', type=int, default=256, help='input size of the quick loss settings')
     parser.add_argument('--step-size', type=int, default=256, help='input size of the training-step benchmark')
+    parser.add_argument('--step-repeats', type=int, default=5, help='rounds of the training-step benchmark')
     parser.add_argument('--peaks-only', action='store_true', help=argparse.SUPPRESS)  # the CPU memory child
+    parser.add_argument('--step-only', action='store_true', help=argparse.SUPPRESS)  # the training-step child
     args = parser.parse_args()
+    if args.step_only:
+        print_step(args)
+        return
     structures = [(2, 2, 3, 3, 3), (1, 1, 1, 1, 1)]
     if args.full:
         settings = [(s, c, size) for s in structures for c in (19, 150) for size in (512, 769)]
@@ -318,19 +323,28 @@ def main() -> None:
     print(f'   targets: speedup >= {TARGET_SPEEDUP}x, memory (peak growth) <= {TARGET_MEMORY}x, same value '
           'within 1e-5; saved = activation memory kept for backward, ours / reference'
           + ('; CPU peaks from a child process with MALLOC_MMAP_THRESHOLD_=65536' if args.device == 'cpu' else ''))
+    # the step in a fresh process: not shaped by the allocator state the loss grid leaves behind
+    # (multi-GiB tensors at 769 pixels), as a training process would not be
+    cmd = [sys.executable, os.path.abspath(__file__), '--step-only', '--device', args.device, '--batch',
+           str(args.batch), '--step-size', str(args.step_size), '--step-repeats', str(args.step_repeats)]
+    sys.stdout.flush()
+    subprocess.run(cmd, check=True)
+
+
+def print_step(args: argparse.Namespace) -> None:
+    """Section 2: the training-step overhead of the perceptual term."""
     for amp in ([False, True] if args.device == 'cuda' else [False]):
-        step = bench_step(args.device, args.batch, args.step_size, args.repeats, amp=amp)
+        step = bench_step(args.device, args.batch, args.step_size, args.step_repeats, amp=amp)
         print(f'\n2. Training step, {PERC_CONFIG} vs {PLAIN_CONFIG}, {args.step_size}x{args.step_size}, '
               f'batch {args.batch}, {"bf16 autocast" if amp else "float32"}')
         plain = step['plain_ms']
-        print(f'   plain step {plain:.1f} ms (medians of {args.repeats} rounds; every round runs all rows in turn, '
-              'ratios are per round)')
+        print(f'   plain step {plain:.1f} ms (medians of {args.step_repeats} rounds in a fresh process; every round '
+              'runs all rows in turn, ratios are per round)')
         for name, (ms, ratio, low, high) in step['variants'].items():
             print(f'   + perceptual term, {name:<30} {ms:9.1f} ms: ratio (A) {ratio:.2f}x '
                   f'(rounds {low:.2f}-{high:.2f}x; target <= {TARGET_STEP_OVERHEAD}x)')
         print(f'   whole distillation step {step["whole_ms"]:.1f} ms (teacher forward {step["teacher_ms"]:.1f} ms): '
-              f'ratio (B) {step["whole_ratio"]:.2f}x (no fixed target)')
-
+              f'ratio (B) {step["whole_ratio"]:.2f}x (no fixed target)', flush=True)
 
 if __name__ == '__main__':
     main()

@@ -6,7 +6,7 @@ from conftest import run_tool
 
 def test_bench_loss_prints_loss_and_step_ratios():
     out = run_tool('benchmarks/bench_loss.py', '--size', 32, '--step-size', 64, '--batch', 2, '--repeats', 1,
-                   timeout=900)
+                   '--step-repeats', 1, timeout=900)
     rows = [line for line in out.splitlines() if re.match(r'^\(\d', line)]
     assert len(rows) == 4 and all(row.endswith('True') for row in rows), out  # same loss value as the reference
     for name in ('ratio (A)', 'ratio (B)', 'teacher forward'):
