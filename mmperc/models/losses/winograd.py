@@ -12,7 +12,7 @@ The tile transforms are elementwise passes over the input and output, so the sch
 where the matrix products dominate: many channels on small maps. Rows of tiles are processed a
 block at a time, so that the transformed tiles stay small at any input size.
 """
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -25,9 +25,8 @@ _FLIP = (3, 1, 2, 0)
 #: smaller matrix products; 64 MiB slower at 512-769-pixel inputs).
 BLOCK_BYTES = 8 * 2**20
 #: Fewest input and output channels for which the loss network uses it. Measured against oneDNN's
-#: direct channels-last convolution (2-core AVX2 CPU, batch 2, forward and input gradient):
-#: 1.2-1.7x from 256 channels (256x256 to 512x512 at 16-128 pixels), 0.9-1.1x with 128, 0.6x
-#: with 64.
+#: direct channels-last convolution (2-core AVX2 CPU, batch 2, forward and input gradient, maps
+#: of 16-128 pixels): 1.2-1.7x from 256 channels, 0.9-1.1x with 128, 0.6x with 64.
 MIN_CHANNELS = 256
 
 
@@ -40,7 +39,7 @@ def transform_weight(weight: Tensor) -> Tensor:
     return u.reshape(16, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
 
 
-def _tile_transform(d, out) -> None:
+def _tile_transform(d: Sequence[Tensor], out: Sequence[Tensor]) -> None:
     """``B^T d`` along the 4 inputs ``d[0..3]`` of every tile, written to ``out[0..3]``."""
     torch.sub(d[0], d[2], out=out[0])
     torch.add(d[1], d[2], out=out[1])
@@ -48,7 +47,7 @@ def _tile_transform(d, out) -> None:
     torch.sub(d[1], d[3], out=out[3])
 
 
-def _output_transform(m, out0: Tensor, out1: Tensor) -> None:
+def _output_transform(m: Sequence[Tensor], out0: Tensor, out1: Tensor) -> None:
     """``A^T m`` along the 4 products ``m[0..3]``: the two outputs of every tile."""
     torch.add(m[0], m[1], out=out0).add_(m[2])
     torch.sub(m[1], m[2], out=out1).sub_(m[3])
