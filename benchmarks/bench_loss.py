@@ -346,5 +346,6 @@ def print_step(args: argparse.Namespace) -> None:
         print(f'   whole distillation step {step["whole_ms"]:.1f} ms (teacher forward {step["teacher_ms"]:.1f} ms): '
               f'ratio (B) {step["whole_ratio"]:.2f}x (no fixed target)', flush=True)
 
+
 if __name__ == '__main__':
     main()
