@@ -1,12 +1,16 @@
-"""The loss network's input, made a channel chunk at a time inside its first convolution.
+"""The loss network's input, activated a band of rows at a time inside its first convolution.
 
-With many classes (150 on ADE20K) the class-sized maps dominate the loss's memory: the
-softmax of the prediction, the one-hot target, their copies in the first convolution's
-blocked layout and the gradient of the softmax. The first convolution is linear in its
-input channels, so it is computed as a sum over chunks of classes, each chunk activated
-(softmax, sigmoid, one-hot, valid-pixel mask) just before its convolution; the backward
-pass writes the input gradient chunk by chunk and applies the activation's backward in
-place. Only the logits (held by the caller anyway) and the gradient are class-sized.
+With many classes (150 on ADE20K) the class-sized maps dominate the loss's time and memory: the
+softmax of the prediction, the one-hot target, their copies in the convolution's layout, the
+softmax's gradient. The activations (softmax over the classes, sigmoid, one-hot, the valid-pixel
+mask) act on each pixel alone, and a row of a ``k x k`` convolution's output needs only the
+input rows within ``k // 2`` of it, so the first convolution runs on bands of rows: each band,
+with the kernel's reach above and below, is activated just before its convolution and its own
+rows of the output are kept. The backward computes the input gradient a band at a time the same
+way and applies the activation's backward there, recomputing the band's softmax. Only the logits
+(held by the caller anyway) and their gradient are class-sized; a band stays in the cache from
+its activation to its convolution, and no class-sized temporary is allocated (on Linux a fresh
+large tensor costs its page faults: measured as much as a softmax over it).
 """
 from typing import Optional, Sequence, Tuple
 
@@ -14,11 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: Most classes per chunk of the first convolution; inputs with at most this many run in one
-#: call, more are split into equal chunks (150 classes: two of 75). Measured with 150 classes at
-#: 512x512 ((1,1,1,1,1), fwd+bwd, peak): chunks of 32 9.1-9.3 s, 700 MiB; 50 8.4 s, 772 MiB;
-#: 75 8.1 s, 870 MiB; whole maps 7.7 s, 1466 MiB (the reference's peak: 1459 MiB).
-CHUNK = 80
+#: Bytes of activated class maps per band of rows; maps up to this size run in one piece.
+BAND_BYTES = 8 * 2**20
 KINDS = ('none', 'softmax', 'sigmoid', 'onehot')
 
 
@@ -48,8 +49,8 @@ class ClassMaps:
         valid (Tensor, optional): ``(N, H, W)`` bool mask; pixels outside it are zero.
         num_classes (int, optional): Channels of a one-hot input (1: binary labels
             used as they are). Required for ``'onehot'``.
-        dtype (torch.dtype, optional): Dtype of the chunks. Defaults to the source's
-            (float32 for labels).
+        dtype (torch.dtype, optional): Dtype of the activated maps. Defaults to the
+            source's (float32 for labels).
     """
 
     def __init__(self, source: Tensor, kind: str = 'none', valid: Optional[Tensor] = None,
@@ -65,26 +66,15 @@ class ClassMaps:
             self.shape = source.shape
         self.source, self.kind = source, kind
         self.dtype = dtype or (torch.float32 if kind == 'onehot' else source.dtype)
-        self.valid = None if valid is None else valid.unsqueeze(1).to(self.dtype)
-        self._lse: Optional[Tensor] = None
-        if kind == 'softmax' and len(self.chunks()) > 1:  # one chunk: the fused softmax kernel
-            self._lse = self._logsumexp()
-
-    @torch.no_grad()
-    def _logsumexp(self) -> Tensor:
-        """``log(sum_c exp(source_c))`` in the chunks' dtype, a chunk at a time."""
-        top = self.source.amax(dim=1, keepdim=True).to(self.dtype)
-        total = None
-        for a, b in self.chunks():
-            part = (self.source[:, a:b].to(self.dtype) - top).exp_().sum(dim=1, keepdim=True)
-            total = part if total is None else total.add_(part)
-        return total.log_().add_(top)
+        self.valid = None if valid is None else valid.bool()
+        # the activated rows keep the source's layout (labels: NCHW)
+        self.channels_last = kind != 'onehot' and channels_last(source)
 
     def pack(self) -> Tuple[Tensor, ...]:
-        """Hand the tensors the backward needs (source, lse, mask) to ``save_for_backward``;
-        this object keeps no reference until :meth:`restore`."""
+        """Hand the tensors the backward needs (source, mask) to ``save_for_backward``; this
+        object keeps no reference until :meth:`restore`."""
         source = self.source if self.kind in ('softmax', 'sigmoid') else None
-        tensors = tuple(t for t in (source, self._lse, self.valid) if t is not None)
+        tensors = tuple(t for t in (source, self.valid) if t is not None)
         self.source = None
         return tensors
 
@@ -92,77 +82,80 @@ class ClassMaps:
         """Take back the tensors of :meth:`pack` (unpacked by autograd)."""
         it = iter(tensors)
         self.source = next(it) if self.kind in ('softmax', 'sigmoid') else None
-        self._lse = None if self._lse is None else next(it)
         self.valid = None if self.valid is None else next(it)
 
     @property
     def channels(self) -> int:
         return self.shape[1]
 
-    def chunks(self) -> Tuple[Tuple[int, int], ...]:
-        """``(start, stop)`` of every chunk of channels."""
-        c = self.channels
-        size = -(-c // -(-c // CHUNK))  # ceil(c / number of chunks)
-        return tuple((a, min(a + size, c)) for a in range(0, c, size))
+    def bands(self, reach: int) -> Tuple[Tuple[int, int], ...]:
+        """``(start, stop)`` of equal bands of rows, each (with ``reach`` rows above and
+        below) at most :data:`BAND_BYTES` of activated maps, and at least ``4 * reach + 1``
+        rows (so that the reach costs at most half again); one band when the maps fit."""
+        n, c, h, w = self.shape
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        fewest = 4 * reach + 1
+        rows = max(BAND_BYTES // max(n * c * w * itemsize, 1) - 2 * reach, fewest)
+        if rows >= h:
+            return ((0, h), )
+        size = max(-(-h // -(-h // rows)), fewest)  # ceil(h / number of bands)
+        return tuple((a, min(a + size, h)) for a in range(0, h, size))
 
     @torch.no_grad()
-    def chunk(self, start: int, stop: int) -> Tensor:
-        """Channels ``[start, stop)`` of the activated, masked input."""
+    def rows(self, start: int, stop: int) -> Tensor:
+        """Rows ``[start, stop)`` of the activated, masked input, all channels."""
         if self.kind == 'onehot':
-            labels = self.source.unsqueeze(1)
+            labels = self.source[:, start:stop].unsqueeze(1)
             if self.channels == 1:
                 x = (labels == 1).to(self.dtype)
             else:
-                classes = torch.arange(start, stop, device=labels.device).view(1, -1, 1, 1)
+                classes = torch.arange(self.channels, device=labels.device).view(1, -1, 1, 1)
                 x = (labels == classes).to(self.dtype)
         elif self.kind == 'none':
-            x = self.source[:, start:stop].to(self.dtype)  # may be a view of the source
-            return x if self.valid is None else x * self.valid
+            x = self.source[:, :, start:stop].to(self.dtype)  # may be a view of the source
+            return x if self.valid is None else x * self._valid(start, stop)
         else:
             x = self._activated(start, stop)
-        return x if self.valid is None else x.mul_(self.valid)
+        return x if self.valid is None else x.mul_(self._valid(start, stop))
 
     def whole(self) -> Tensor:
-        """The whole activated input (one chunk; the source itself when nothing is applied)."""
+        """The whole activated input (the source itself when nothing is applied)."""
         if self.kind == 'none' and self.valid is None and self.source.dtype == self.dtype:
             return self.source
-        return self.chunk(0, self.channels)
+        return self.rows(0, self.shape[2])
 
     @torch.no_grad()
-    def backward_(self, grad: Tensor) -> Tensor:
-        """Turn the gradient w.r.t. the activated input into the source's, in place."""
+    def backward_rows(self, grad: Tensor, start: int, stop: int) -> Tensor:
+
+        """The gradient w.r.t. rows ``[start, stop)`` of the source from the gradient
+        w.r.t. those activated rows (``grad``, which may be overwritten)."""
         if self.kind == 'onehot':
             raise RuntimeError('labels have no gradient')
         if self.valid is not None:
-            grad.mul_(self.valid)
-        if self.kind == 'softmax' and len(self.chunks()) == 1:  # the fused softmax backward
-            s = self._activated(0, self.channels)
-            if channels_last(grad) and channels_last(s):  # as the forward: over the NHWC view
+            grad = grad.mul_(self._valid(start, stop))
+        if self.kind == 'softmax':
+            s = self._activated(start, stop)
+            if self.channels_last:  # as the forward: over the NHWC view
                 return torch._softmax_backward_data(nhwc(grad), nhwc(s), 3, s.dtype).permute(0, 3, 1, 2)
             return torch._softmax_backward_data(grad, s, 1, s.dtype)
-        if self.kind == 'softmax':  # s * (g - sum_c s_c g_c), a chunk at a time
-            dot = None
-            for a, b in self.chunks():
-                part = (self._activated(a, b) * grad[:, a:b]).sum(dim=1, keepdim=True)
-                dot = part if dot is None else dot.add_(part)
-            for a, b in self.chunks():
-                grad[:, a:b].sub_(dot).mul_(self._activated(a, b))
-        elif self.kind == 'sigmoid':  # s * (1 - s) * g
-            for a, b in self.chunks():
-                s = self._activated(a, b)
-                grad[:, a:b].mul_(s).mul_(1 - s)
+        if self.kind == 'sigmoid':  # s * (1 - s) * g
+            s = self._activated(start, stop)
+            grad = grad.mul_(s).mul_(s.neg_().add_(1))
         return grad
 
+    def _valid(self, start: int, stop: int) -> Tensor:
+        return self.valid[:, start:stop].unsqueeze(1).to(self.dtype)
+
     def _activated(self, start: int, stop: int) -> Tensor:
-        """Softmax/sigmoid of channels ``[start, stop)`` without the valid mask (a new tensor)."""
-        x = self.source[:, start:stop].to(self.dtype)
-        if self.kind == 'softmax' and self._lse is None and channels_last(x):
+        """Softmax/sigmoid of rows ``[start, stop)`` without the valid mask (a new tensor)."""
+        x = self.source[:, :, start:stop].to(self.dtype)
+        if self.kind == 'sigmoid':
+            return x.sigmoid()
+        if self.channels_last:
             # over the NHWC view: channels-last out, as the convolution takes it (x.softmax(1)
             # copies to NCHW first and the convolution copies back)
             return nhwc(x).softmax(dim=3).permute(0, 3, 1, 2)
-        if self.kind == 'softmax':
-            return x.softmax(dim=1) if self._lse is None else (x - self._lse).exp_()
-        return x.sigmoid()
+        return x.softmax(dim=1)
 
 
 def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: int,
@@ -178,30 +171,41 @@ def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: 
                                                (True, False, False))[0]
 
 
+def _reach(bands: Tuple[Tuple[int, int], ...], pad: int, height: int):
+    """Each band ``(start, stop)`` with its rows widened by the kernel's reach ``pad``."""
+    for start, stop in bands:
+        yield start, stop, max(start - pad, 0), min(stop + pad, height)
+
+
 def first_conv(maps: ClassMaps, weight: Tensor, stride: int, pad: int) -> Tensor:
-    """``conv2d(maps, weight)`` as a sum over chunks of input channels (float32 accumulation)."""
-    if len(maps.chunks()) == 1:
+    """``conv2d(maps, weight)``, a band of rows at a time (stride 1)."""
+    bands = maps.bands(pad) if stride == 1 else ((0, maps.shape[2]), )
+    if len(bands) == 1:
         return F.conv2d(maps.whole(), weight, stride=stride, padding=pad)
     out: Optional[Tensor] = None
-    for a, b in maps.chunks():
-        y = F.conv2d(maps.chunk(a, b), weight[:, a:b], stride=stride, padding=pad)
+    for start, stop, a, b in _reach(bands, pad, maps.shape[2]):
+        # rows [a, b) with zero padding: exact on rows [start, stop), the band's own
+        y = F.conv2d(maps.rows(a, b), weight, padding=pad)
         if out is None:
-            dtype = torch.promote_types(y.dtype, torch.float32)
-            out = y if y.dtype == dtype else y.to(dtype)
-        else:
-            out.add_(y)
-    return out if out.dtype == y.dtype else out.to(y.dtype)
+            n, k, _, w = y.shape
+            out = torch.empty((n, k, maps.shape[2], w), dtype=y.dtype, device=y.device,
+                              memory_format=memory_format(y))
+        out[:, :, start:stop] = y[:, :, start - a:stop - a]
+    return out
 
 
 def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride: int,
                           pad: int) -> Tensor:
     """Gradient w.r.t. the source of ``maps`` from the first convolution's output gradient."""
-    n, _, h, w = maps.shape
-    if len(maps.chunks()) == 1:
+    n, c, h, w = maps.shape
+    bands = maps.bands(pad) if stride == 1 else ((0, h), )
+    if len(bands) == 1:
         g = conv_input_grad(maps.shape, weight, grad, stride, pad)
-        g = g if g.dtype == maps.dtype else g.to(maps.dtype)
-    else:
-        g = grad.new_empty(maps.shape, dtype=maps.dtype)
-        for a, b in maps.chunks():
-            g[:, a:b] = conv_input_grad((n, b - a, h, w), weight[:, a:b], grad, stride, pad)
-    return maps.backward_(g)
+        return maps.backward_rows(g if g.dtype == maps.dtype else g.to(maps.dtype), 0, h)
+    layout = torch.channels_last if maps.channels_last else torch.contiguous_format
+    out = torch.empty(maps.shape, dtype=maps.dtype, device=grad.device, memory_format=layout)
+    for start, stop, a, b in _reach(bands, pad, h):
+        # the output rows that reach rows [start, stop) are all in [a, b)
+        g = conv_input_grad((n, c, b - a, w), weight, grad[:, :, a:b], 1, pad)[:, :, start - a:stop - a]
+        out[:, :, start:stop] = maps.backward_rows(g if g.dtype == maps.dtype else g.to(maps.dtype), start, stop)
+    return out

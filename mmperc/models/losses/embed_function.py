@@ -82,8 +82,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
     followed by a max pooling runs after it (on a quarter of the elements) and keeps
     its mask at the pooled size, beside the argmax the pooling kernel computes anyway,
     whose own backward then routes the gradient. The input's activation
-    (:class:`ClassMaps`) runs inside the first convolution, a chunk of classes at a
-    time, and its backward in place. Same gradient as autograd.
+    (:class:`ClassMaps`) runs inside the first convolution, a band of rows at a time,
+    and so does its backward. Same gradient as autograd.
     """
 
     @staticmethod

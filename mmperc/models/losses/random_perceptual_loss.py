@@ -62,7 +62,7 @@ def labels_to_onehot(labels: Tensor, num_classes: int, ignore_index: Optional[in
     """Turn a label map into one-hot maps and the mask of valid pixels.
 
     The loss itself never builds this tensor (:class:`ClassMaps` makes the one-hot
-    maps a chunk of classes at a time); it is the reference definition.
+    maps a band of rows at a time); it is the reference definition.
 
     Args:
         labels (Tensor): Integer labels ``(N, H, W)``.
@@ -289,7 +289,7 @@ class RandomPerceptualLoss(nn.Module):
     def _maps(self, x: Tensor, activation: str, valid: Optional[Tensor], dtype: torch.dtype,
               num_classes: Optional[int] = None) -> ClassMaps:
         """One side as the loss network's input. Activation and valid mask run inside its first
-        convolution, a chunk of classes at a time, unless ``log_input`` or ``resize`` needs the
+        convolution, a band of rows at a time, unless ``log_input`` or ``resize`` needs the
         whole activated map first."""
         size = tuple(x.shape[-2:])
         resized = _resize_size(size, self.resize)

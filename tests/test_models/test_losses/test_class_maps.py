@@ -6,7 +6,18 @@ from mmperc.models import RandomPerceptualLoss, RandomVGG
 from mmperc.models.losses import class_maps
 from mmperc.models.losses.class_maps import ClassMaps
 
-C = 2 * class_maps.CHUNK + 6  # three chunks, the last one short
+C = 7
+
+
+#: Bands of 5 rows (reach 1) for ``C`` float64 maps 24 pixels wide, batch 2.
+SMALL = 2 * C * 24 * 8 * 7
+WHOLE = 2**62  # one band: the whole maps, as the reference computations take them
+
+
+@pytest.fixture
+def bands(monkeypatch):
+    """``bands(nbytes)`` sets :data:`class_maps.BAND_BYTES` for what runs next."""
+    return lambda nbytes: monkeypatch.setattr(class_maps, 'BAND_BYTES', nbytes)
 
 
 def _activate(x, kind, valid):
@@ -14,20 +25,37 @@ def _activate(x, kind, valid):
     return y if valid is None else y * valid.unsqueeze(1).to(y.dtype)
 
 
+def test_bands_cover_the_rows_equally(bands):
+    bands(SMALL)
+    maps = ClassMaps(torch.zeros(2, C, 23, 24, dtype=torch.float64))
+    rows = maps.bands(1)
+    assert rows[0][0] == 0 and rows[-1][1] == 23 and len(rows) == 5
+    assert all(b == c for (_, b), (c, _) in zip(rows, rows[1:]))
+    assert max(b - a for a, b in rows) - min(b - a for a, b in rows) <= 4  # equal, the last shorter
+    assert all(b - a >= 9 for a, b in maps.bands(2)[:-1])  # at least 4 * reach + 1 rows but the last
+    assert ClassMaps(torch.zeros(2, C, 4, 24, dtype=torch.float64)).bands(1) == ((0, 4), )
+
+
 @pytest.mark.parametrize('kind', ['none', 'softmax', 'sigmoid'])
 @pytest.mark.parametrize('masked', [False, True])
-def test_chunked_first_conv_equals_autograd(kind, masked):
-    """Activation + mask inside the first conv, a chunk of classes at a time: same features and
-    the same gradient as autograd through the whole activated input (float64)."""
+@pytest.mark.parametrize('kernel_size', [3, 5])
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_banded_first_conv_equals_autograd(bands, kind, masked, kernel_size, layout):
+    """Activation + mask inside the first conv, a band of rows at a time (the last one short):
+    same features and the same gradient as autograd through the whole activated input in one
+    piece (float64), for NCHW and channels-last logits."""
     g = torch.Generator().manual_seed(0)
-    net = RandomVGG(in_channels=C, num_convs=(1, 2), channels=(8, 8))
-    x = torch.randn(2, C, 20, 24, dtype=torch.float64, generator=g) * 3
-    valid = torch.rand(2, 20, 24, generator=g) > 0.3 if masked else None
+    net = RandomVGG(in_channels=C, num_convs=(1, 2), channels=(8, 8), kernel_size=kernel_size)
+    x = (torch.randn(2, C, 23, 24, dtype=torch.float64, generator=g) * 3).contiguous(memory_format=layout)
+    valid = torch.rand(2, 23, 24, generator=g) > 0.3 if masked else None
+    bands(SMALL)
+    assert len(ClassMaps(x).bands(kernel_size // 2)) > 2
     weights = None
     grads = []
     feats_of = []
     for fused in (True, False):
-        leaf = x.clone().requires_grad_()
+        bands(SMALL if fused else WHOLE)
+        leaf = x.clone().detach().requires_grad_()
         maps = ClassMaps(leaf, kind, valid) if fused else ClassMaps(_activate(leaf, kind, valid))
         feats = net(maps)
         if weights is None:
@@ -38,10 +66,12 @@ def test_chunked_first_conv_equals_autograd(kind, masked):
     for a, b in zip(*feats_of):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(grads[0], grads[1])
+    assert grads[0].is_contiguous(memory_format=layout)  # the logits' layout
 
 
 @pytest.mark.parametrize('num_classes', [1, C])
-def test_onehot_chunks_equal_one_hot(num_classes):
+def test_onehot_bands_equal_one_hot(bands, num_classes):
+    bands(2 * num_classes * 11 * 4 * 7)  # 5 rows per band
     labels = torch.randint(0, max(num_classes, 2), (2, 9, 11))
     labels[0, :2] = 255
     valid = labels != 255
@@ -51,16 +81,19 @@ def test_onehot_chunks_equal_one_hot(num_classes):
     else:
         expected = F.one_hot(labels.clamp(max=num_classes - 1), num_classes).permute(0, 3, 1, 2).float()
         expected = expected * valid.unsqueeze(1)
-    torch.testing.assert_close(torch.cat([maps.chunk(a, b) for a, b in maps.chunks()], 1), expected)
+    assert len(maps.bands(1)) == 2
+    torch.testing.assert_close(torch.cat([maps.rows(a, b) for a, b in maps.bands(1)], 2), expected)
     net = RandomVGG(in_channels=num_classes, num_convs=(1, 1), channels=(4, 4))
     with torch.no_grad():
-        for a, b in zip(net(maps), net(expected)):
+        banded = net(maps)
+        bands(WHOLE)
+        for a, b in zip(banded, net(expected)):
             torch.testing.assert_close(a, b)
 
 
-def test_many_classes_loss_equals_reference_definition():
-    """150 classes (five chunks), teacher logits and labels with ignored pixels: the loss and its
-    gradient equal the definition written with whole softmax/one-hot maps (float64)."""
+def test_many_classes_loss_equals_reference_definition(bands):
+    """150 classes (bands of 5 rows), teacher logits and labels with ignored pixels: the loss and
+    its gradient equal the definition written with whole softmax/one-hot maps (float64)."""
     g = torch.Generator().manual_seed(1)
     loss = RandomPerceptualLoss(num_convs=(1, 1), channels=(8, 8), layer_weights=(0.5, 1.0))
     pred = torch.randn(2, 150, 16, 16, dtype=torch.float64, generator=g)
@@ -71,8 +104,11 @@ def test_many_classes_loss_equals_reference_definition():
     onehot = F.one_hot(labels.clamp(max=149), 150).permute(0, 3, 1, 2).double() * valid
     for target, whole_target, mask in ((teacher, teacher.softmax(1), None), (labels, onehot, valid)):
         ours, ref = pred.clone().requires_grad_(), pred.clone().requires_grad_()
+        bands(2 * 150 * 16 * 8 * 7)
+        assert len(ClassMaps(pred).bands(1)) == 4
         value = loss(ours, target)
         value.backward()
+        bands(WHOLE)
         p = ref.softmax(1) if mask is None else ref.softmax(1) * mask
         fp, ft = loss.network(p), loss.network(whole_target)
         expected = 0.5 * F.mse_loss(fp[0], ft[0]) + F.mse_loss(fp[1], ft[1])
@@ -101,16 +137,19 @@ def test_bad_kind_and_labels_raise():
         ClassMaps(torch.zeros(1, 4, 4), 'onehot', num_classes=3)
 
 
-def test_chunked_under_bf16_autocast_close_to_float32():
-    """Under autocast the chunks are float32 softmax (as autocast's softmax), convolved in bf16
-    and summed in float32: close to the float32 loss, gradient in the logits' dtype."""
+def test_banded_under_bf16_autocast_close_to_float32(bands):
+    """Under autocast the bands are float32 softmax (as autocast's softmax), convolved in bf16:
+    close to the float32 loss, gradient in the logits' dtype."""
     g = torch.Generator().manual_seed(2)
     loss = RandomPerceptualLoss(num_convs=(1, 1), channels=(16, 16))
     pred = torch.randn(2, C, 32, 32, generator=g)
     target = torch.randn(2, C, 32, 32, generator=g)
     full = pred.clone().requires_grad_()
+    bands(WHOLE)
     expected = loss(full, target)
     expected.backward()
+    bands(2 * C * 32 * 4 * 10)  # 8 rows per band
+    assert len(ClassMaps(pred).bands(1)) == 4
     half = pred.clone().bfloat16().requires_grad_()
     with torch.autocast('cpu', dtype=torch.bfloat16):
         value = loss(half, target.bfloat16())
