@@ -8,6 +8,7 @@ step overhead of the perceptual term on PSPNet-R18. Runs unchanged with ``--devi
 
     python benchmarks/bench_loss.py                 # CPU, quick settings
     python benchmarks/bench_loss.py --full          # the issue's grid: 19/150 classes, 512/769
+    python benchmarks/bench_loss.py --full --classes 150    # its 150-class rows only
     python benchmarks/bench_loss.py --device cuda --full --batch 8
 """
 import argparse
@@ -265,7 +266,7 @@ def cpu_peaks_in_child(args: argparse.Namespace) -> List[List[float]]:
     """
     import json
     cmd = [sys.executable, os.path.abspath(__file__), '--peaks-only', '--batch', str(args.batch),
-           '--size', str(args.size)] + (['--full'] if args.full else [])
+           '--size', str(args.size), '--classes', *map(str, args.classes)] + (['--full'] if args.full else [])
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -291,6 +292,7 @@ def main() -> None:
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--full', action='store_true', help='19/150 classes x 512/769 (slow on CPU)')
     parser.add_argument('--size', type=int, default=256, help='input size of the quick loss settings')
+    parser.add_argument('--classes', type=int, nargs='+', default=[19, 150], help='class counts of the loss settings')
     parser.add_argument('--step-size', type=int, default=256, help='input size of the training-step benchmark')
     parser.add_argument('--step-repeats', type=int, default=5, help='rounds of the training-step benchmark')
     parser.add_argument('--peaks-only', action='store_true', help=argparse.SUPPRESS)  # the CPU memory child
@@ -301,9 +303,9 @@ def main() -> None:
         return
     structures = [(2, 2, 3, 3, 3), (1, 1, 1, 1, 1)]
     if args.full:
-        settings = [(s, c, size) for s in structures for c in (19, 150) for size in (512, 769)]
+        settings = [(s, c, size) for s in structures for c in args.classes for size in (512, 769)]
     else:
-        settings = [(s, c, args.size) for s in structures for c in (19, 150)]
+        settings = [(s, c, args.size) for s in structures for c in args.classes]
     if args.peaks_only:
         import json
         print(json.dumps(loss_peaks(settings, args.batch)))

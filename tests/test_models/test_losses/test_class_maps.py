@@ -16,8 +16,19 @@ WHOLE = 2**62  # one band: the whole maps, as the reference computations take th
 
 @pytest.fixture
 def bands(monkeypatch):
-    """``bands(nbytes)`` sets :data:`class_maps.BAND_BYTES` for what runs next."""
+    """``bands(nbytes)`` sets :data:`class_maps.BAND_BYTES` for what runs next (bands of as
+    few as 2 rows per row of reach: several bands on small maps)."""
+    monkeypatch.setattr(class_maps, 'ROWS_PER_REACH', 2)
     return lambda nbytes: monkeypatch.setattr(class_maps, 'BAND_BYTES', nbytes)
+
+
+def test_bands_have_rows_per_reach():
+    """At 769 pixels with 150 classes the byte budget alone would give bands of 7 rows."""
+    maps = ClassMaps(torch.empty(1).expand(2, 150, 769, 769))
+    for reach in (1, 2):
+        rows = maps.bands(reach)
+        assert len(rows) > 2 and rows[-1][1] == 769
+        assert all(b - a >= class_maps.ROWS_PER_REACH * reach for a, b in rows[:-1])
 
 
 def _activate(x, kind, valid):
@@ -32,7 +43,7 @@ def test_bands_cover_the_rows_equally(bands):
     assert rows[0][0] == 0 and rows[-1][1] == 23 and len(rows) == 5
     assert all(b == c for (_, b), (c, _) in zip(rows, rows[1:]))
     assert max(b - a for a, b in rows) - min(b - a for a, b in rows) <= 4  # equal, the last shorter
-    assert all(b - a >= 9 for a, b in maps.bands(2)[:-1])  # at least 4 * reach + 1 rows but the last
+    assert [b - a for a, b in maps.bands(2)] == [4] * 5 + [3]  # 2 rows per row of reach
     assert ClassMaps(torch.zeros(2, C, 4, 24, dtype=torch.float64)).bands(1) == ((0, 4), )
 
 
