@@ -12,7 +12,7 @@ way and applies the activation's backward there, recomputing the band's softmax.
 its activation to its convolution, and no class-sized temporary is allocated (on Linux a fresh
 large tensor costs its page faults: measured as much as a softmax over it).
 """
-from typing import Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -130,7 +130,6 @@ class ClassMaps:
 
     @torch.no_grad()
     def backward_rows(self, grad: Tensor, start: int, stop: int) -> Tensor:
-
         """The gradient w.r.t. rows ``[start, stop)`` of the source from the gradient
         w.r.t. those activated rows (``grad``, which may be overwritten)."""
         if self.kind == 'onehot':
@@ -148,6 +147,7 @@ class ClassMaps:
         return grad
 
     def _valid(self, start: int, stop: int) -> Tensor:
+        """The valid mask of rows ``[start, stop)`` as ``(N, 1, rows, W)`` in the maps' dtype."""
         return self.valid[:, start:stop].unsqueeze(1).to(self.dtype)
 
     def _activated(self, start: int, stop: int) -> Tensor:
@@ -175,7 +175,8 @@ def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: 
                                                (True, False, False))[0]
 
 
-def _reach(bands: Tuple[Tuple[int, int], ...], pad: int, height: int):
+def _reach(bands: Tuple[Tuple[int, int], ...], pad: int,
+           height: int) -> Iterator[Tuple[int, int, int, int]]:
     """Each band ``(start, stop)`` with its rows widened by the kernel's reach ``pad``."""
     for start, stop in bands:
         yield start, stop, max(start - pad, 0), min(stop + pad, height)
