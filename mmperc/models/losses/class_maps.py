@@ -12,7 +12,7 @@ way and applies the activation's backward there, recomputing the band's softmax.
 its activation to its convolution, and no class-sized temporary is allocated (on Linux a fresh
 large tensor costs its page faults: measured as much as a softmax over it).
 """
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -131,9 +131,11 @@ class ClassMaps:
     @torch.no_grad()
     def backward_rows(self, grad: Tensor, start: int, stop: int) -> Tensor:
         """The gradient w.r.t. rows ``[start, stop)`` of the source from the gradient
-        w.r.t. those activated rows (``grad``, which may be overwritten)."""
+        w.r.t. those activated rows (``grad``, which may be overwritten; cast to the maps'
+        dtype first, e.g. from bf16 under autocast)."""
         if self.kind == 'onehot':
             raise RuntimeError('labels have no gradient')
+        grad = grad.to(self.dtype)  # the tensor itself when the dtype matches
         if self.valid is not None:
             grad = grad.mul_(self._valid(start, stop))
         if self.kind == 'softmax':
@@ -175,20 +177,21 @@ def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: 
                                                (True, False, False))[0]
 
 
-def _reach(bands: Tuple[Tuple[int, int], ...], pad: int,
-           height: int) -> Iterator[Tuple[int, int, int, int]]:
-    """Each band ``(start, stop)`` with its rows widened by the kernel's reach ``pad``."""
-    for start, stop in bands:
-        yield start, stop, max(start - pad, 0), min(stop + pad, height)
+def _bands(maps: ClassMaps, stride: int, pad: int) -> List[Tuple[int, int, int, int]]:
+    """The first convolution's bands ``(start, stop, a, b)``: rows ``[start, stop)`` and
+    the rows ``[a, b)`` within the kernel's reach ``pad`` of them (one band unless stride 1)."""
+    h = maps.shape[2]
+    bands = maps.bands(pad) if stride == 1 else ((0, h), )
+    return [(start, stop, max(start - pad, 0), min(stop + pad, h)) for start, stop in bands]
 
 
 def first_conv(maps: ClassMaps, weight: Tensor, stride: int, pad: int) -> Tensor:
     """``conv2d(maps, weight)``, a band of rows at a time (stride 1)."""
-    bands = maps.bands(pad) if stride == 1 else ((0, maps.shape[2]), )
+    bands = _bands(maps, stride, pad)
     if len(bands) == 1:
         return F.conv2d(maps.whole(), weight, stride=stride, padding=pad)
     out: Optional[Tensor] = None
-    for start, stop, a, b in _reach(bands, pad, maps.shape[2]):
+    for start, stop, a, b in bands:
         # rows [a, b) with zero padding: exact on rows [start, stop), the band's own
         y = F.conv2d(maps.rows(a, b), weight, padding=pad)
         if out is None:
@@ -203,14 +206,13 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
                           pad: int) -> Tensor:
     """Gradient w.r.t. the source of ``maps`` from the first convolution's output gradient."""
     n, c, h, w = maps.shape
-    bands = maps.bands(pad) if stride == 1 else ((0, h), )
+    bands = _bands(maps, stride, pad)
     if len(bands) == 1:
-        g = conv_input_grad(maps.shape, weight, grad, stride, pad)
-        return maps.backward_rows(g if g.dtype == maps.dtype else g.to(maps.dtype), 0, h)
+        return maps.backward_rows(conv_input_grad(maps.shape, weight, grad, stride, pad), 0, h)
     layout = torch.channels_last if maps.channels_last else torch.contiguous_format
     out = torch.empty(maps.shape, dtype=maps.dtype, device=grad.device, memory_format=layout)
-    for start, stop, a, b in _reach(bands, pad, h):
+    for start, stop, a, b in bands:
         # the output rows that reach rows [start, stop) are all in [a, b)
         g = conv_input_grad((n, c, b - a, w), weight, grad[:, :, a:b], 1, pad)[:, :, start - a:stop - a]
-        out[:, :, start:stop] = maps.backward_rows(g if g.dtype == maps.dtype else g.to(maps.dtype), start, stop)
+        out[:, :, start:stop] = maps.backward_rows(g, start, stop)
     return out
