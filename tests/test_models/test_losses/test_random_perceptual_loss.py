@@ -220,6 +220,31 @@ def test_bad_inputs_name_the_fix():
         RandomPerceptualLoss(**SMALL, layer_weights=(1, 1, 1))(_logits(), _labels(), reduction_override='none')
 
 
+@pytest.mark.parametrize('where', [(0, 0, 0, 0), (1, 4, 31, 17), (1, -1, -1, -1)])
+def test_non_finite_found_in_any_layout(where, monkeypatch):
+    """Channels-last maps (the teacher's logits) and strided slices are checked as they lie:
+    every element is seen, and a channels-last map is read in place, not copied to NCHW."""
+    from mmperc.models.losses import random_perceptual_loss as module
+    loss = RandomPerceptualLoss(**SMALL, in_channels=5)
+    seen = []
+    aminmax = torch.aminmax
+    monkeypatch.setattr(module.torch, 'aminmax', lambda x: seen.append(x) or aminmax(x))
+    for layout in ('channels_last', 'slice'):
+        for value in (float('nan'), float('inf'), -float('inf')):
+            bad = _logits(w=40)[..., :32] if layout == 'slice' else _logits().contiguous(
+                memory_format=torch.channels_last)
+            bad[where] = value
+            with pytest.raises(ValueError, match='non-finite'):
+                loss(_logits(), bad)
+            with pytest.raises(ValueError, match='non-finite'):
+                loss(bad, _logits())
+            assert seen[-1].data_ptr() == bad.data_ptr()  # the map itself (or a view), no copy
+            if layout == 'channels_last':
+                assert seen[-1].is_contiguous()
+    good = _logits().contiguous(memory_format=torch.channels_last)
+    assert torch.isfinite(loss(good, good.flip(0)))
+
+
 def test_depth_invalid_pixels_and_log_depth():
     loss = RandomPerceptualLoss(**SMALL, in_channels=1, pred_activation='none', target_activation='none',
                                 invalid_value=0.0)
