@@ -92,10 +92,11 @@ class ClassMaps:
     def channels(self) -> int:
         return self.shape[1]
 
-    def bands(self, reach: int) -> Tuple[Tuple[int, int], ...]:
+    def bands(self, reach: int, align: int = 1) -> Tuple[Tuple[int, int], ...]:
         """``(start, stop)`` of equal bands of rows, each (with ``reach`` rows above and
         below) at most :data:`BAND_BYTES` of activated maps, and all but the last at least
-        :data:`ROWS_PER_REACH` rows per row of reach; one band when the maps fit."""
+        :data:`ROWS_PER_REACH` rows per row of reach and a multiple of ``align`` rows; one
+        band when the maps fit."""
         n, c, h, w = self.shape
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         fewest = ROWS_PER_REACH * max(reach, 1)
@@ -103,6 +104,7 @@ class ClassMaps:
         if rows >= h:
             return ((0, h), )
         size = max(-(-h // -(-h // rows)), fewest)  # ceil(h / number of bands)
+        size += -size % align
         return tuple((a, min(a + size, h)) for a in range(0, h, size))
 
     @torch.no_grad()
@@ -177,11 +179,11 @@ def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: 
                                                (True, False, False))[0]
 
 
-def _bands(maps: ClassMaps, stride: int, pad: int) -> List[Tuple[int, int, int, int]]:
+def _bands(maps: ClassMaps, stride: int, pad: int, align: int = 1) -> List[Tuple[int, int, int, int]]:
     """The first convolution's bands ``(start, stop, a, b)``: rows ``[start, stop)`` and
     the rows ``[a, b)`` within the kernel's reach ``pad`` of them (one band unless stride 1)."""
     h = maps.shape[2]
-    bands = maps.bands(pad) if stride == 1 else ((0, h), )
+    bands = maps.bands(pad, align) if stride == 1 else ((0, h), )
     return [(start, stop, max(start - pad, 0), min(stop + pad, h)) for start, stop in bands]
 
 
@@ -214,5 +216,67 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
     for start, stop, a, b in bands:
         # the output rows that reach rows [start, stop) are all in [a, b)
         g = conv_input_grad((n, c, b - a, w), weight, grad[:, :, a:b], 1, pad)[:, :, start - a:stop - a]
+        out[:, :, start:stop] = maps.backward_rows(g, start, stop)
+    return out
+
+
+def first_conv_max_pool(maps: ClassMaps, weight: Tensor, pad: int,
+                        saved: Optional[List[Tensor]] = None) -> Tensor:
+    """``relu(max_pool2d(conv2d(maps, weight), 2, 2))`` (stride 1), a band of rows at a time.
+
+    Bands start on even rows, so each band's output rows are pooled on their own, and the
+    full-resolution output is never held whole (at 256x256 a 32 MiB map per branch, one more
+    for its gradient: copies, zero fills and page faults each call). Each image of a
+    channels-last band is pooled straight into its rows of the pooled map (a slice of one image
+    is contiguous, so no copy is made). With ``saved``, appends what :func:`_max_pool_relu`
+    does: the argmax over the whole map (flat ``row * W + col``) and where the pooled map is
+    positive."""
+    n, c, h, w = maps.shape
+    out: Optional[Tensor] = None
+    indices: Optional[Tensor] = None
+    images = [slice(None)]
+    for start, stop, a, b in _bands(maps, 1, pad, align=2):
+        lo, hi = start // 2, stop // 2  # start is even; an odd last row is not pooled
+        if lo == hi:  # a last band of that row alone
+            continue
+        y = F.conv2d(maps.rows(a, b), weight, padding=pad)
+        if out is None:
+            out = torch.empty((n, y.shape[1], h // 2, w // 2), dtype=y.dtype, device=y.device,
+                              memory_format=memory_format(y))
+            indices = torch.empty(out.shape, dtype=torch.int64, device=y.device, memory_format=memory_format(y))
+            if channels_last(y):
+                images = [slice(k, k + 1) for k in range(n)]
+        for k in images:
+            torch.ops.aten.max_pool2d_with_indices.out(
+                y[k, :, start - a:stop - a], [2, 2], [2, 2], [0, 0], [1, 1], False,
+                out=out[k, :, lo:hi], indices=indices[k, :, lo:hi])
+        indices[:, :, lo:hi].add_(start * w)
+    out.relu_()
+    if saved is not None:
+        saved += [indices, out > 0]
+    return out
+
+
+def first_conv_max_pool_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor,
+                                   indices: Tensor, pad: int) -> Tensor:
+    """Gradient w.r.t. the source of ``maps`` from the gradient w.r.t. the pooled output of
+    :func:`first_conv_max_pool` (its ReLU's mask applied), a band of rows at a time: each band
+    routes the pooled gradient of the windows around it back to full resolution (the pooling
+    kernel's own backward) and convolves that."""
+    n, c, h, w = maps.shape
+    bands = _bands(maps, 1, pad, align=2)
+    layout = torch.channels_last if maps.channels_last else torch.contiguous_format
+    out = None if len(bands) == 1 else torch.empty(maps.shape, dtype=maps.dtype, device=grad.device,
+                                                   memory_format=layout)
+    for start, stop, a, b in bands:
+        top, bottom = a - a % 2, min(b + b % 2, h)  # the whole pooling windows over rows [a, b)
+        lo, hi = top // 2, top // 2 + (bottom - top) // 2
+        like = torch.empty((n, grad.shape[1], bottom - top, w), dtype=grad.dtype, device=grad.device,
+                           memory_format=memory_format(indices))
+        g = torch.ops.aten.max_pool2d_with_indices_backward(grad[:, :, lo:hi], like, [2, 2], [2, 2], [0, 0],
+                                                            [1, 1], False, indices[:, :, lo:hi] - top * w)
+        g = conv_input_grad((n, c, bottom - top, w), weight, g, 1, pad)[:, :, start - top:stop - top]
+        if out is None:
+            return maps.backward_rows(g, start, stop)
         out[:, :, start:stop] = maps.backward_rows(g, start, stop)
     return out

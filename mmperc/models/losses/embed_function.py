@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .class_maps import ClassMaps, conv_input_grad, first_conv, first_conv_input_grad, memory_format
+from .class_maps import (ClassMaps, conv_input_grad, first_conv, first_conv_input_grad, first_conv_max_pool,
+                         first_conv_max_pool_input_grad, memory_format)
 from .winograd import winograd_conv3x3
 
 
@@ -17,6 +18,12 @@ _CONVS = ('conv', 'wino')  # a convolution (+ReLU); 'wino' carries its Winograd 
 def _feeds_max_pool(plan: Plan, i: int) -> bool:
     """Whether the conv at ``plan[i]`` is followed directly by a max pooling."""
     return i + 1 < len(plan) and plan[i + 1][0] == 'max'
+
+
+def _pools_in_bands(plan: Plan) -> bool:
+    """Whether the first convolution (stride 1) and the max pooling after it run together,
+    a band of rows at a time (:func:`first_conv_max_pool`)."""
+    return plan[0][0] == 'conv' and plan[0][2] == 1 and _feeds_max_pool(plan, 0)
 
 
 def _max_pool_relu(x: Tensor, saved: Optional[List[Tensor]]) -> Tensor:
@@ -49,8 +56,14 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
     shapes: List[torch.Size] = []
     outputs: List[Tensor] = []
     x: Optional[Tensor] = None
+    banded_pool = _pools_in_bands(plan)
     for i, (op, weight, stride) in enumerate(plan):
-        if op in _CONVS:
+        if op in _CONVS and banded_pool and x is None:
+            shapes.append(maps.shape)
+            x = first_conv_max_pool(maps, weight, pad, saved)
+        elif op == 'max' and banded_pool and i == 1:  # ran with the first convolution
+            shapes.append(torch.Size((x.shape[0], x.shape[1], maps.shape[2], maps.shape[3])))
+        elif op in _CONVS:
             if x is None:
                 shapes.append(maps.shape)
                 x = first_conv(maps, weight, stride, pad)
@@ -109,6 +122,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
         grad: Optional[Tensor] = None
         owned = False  # whether grad is a tensor this backward made (and may overwrite)
         plan = ctx.plan
+        banded_pool = _pools_in_bands(plan)
+        first_indices: Optional[Tensor] = None  # the first pooling's argmax, when banded_pool
         for i in reversed(range(len(plan))):
             op, weight, stride = plan[i]
             if op == 'out':
@@ -125,7 +140,9 @@ class FrozenVGGEmbed(torch.autograd.Function):
                     continue
                 if mask is not None:  # where(): no float copy of the bool mask, as a product makes
                     grad = torch.where(mask, grad, grad.new_zeros(()), out=grad if owned else None)
-                if i == 0:
+                if i == 0 and banded_pool:
+                    grad = first_conv_max_pool_input_grad(ctx.maps, weight, grad, first_indices, ctx.pad)
+                elif i == 0:
                     grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad)
                 elif op == 'wino':
                     grad = winograd_conv3x3(grad, weight, transpose=True)
@@ -134,7 +151,12 @@ class FrozenVGGEmbed(torch.autograd.Function):
                 owned = True
             elif op == 'max':
                 positive, indices = saved.pop(), saved.pop()
-                if grad is not None:
+                if grad is None:
+                    continue
+                if banded_pool and i == 1:  # routed band by band with the first convolution's gradient
+                    grad = torch.where(positive, grad, grad.new_zeros(()), out=grad if owned else None)
+                    first_indices, owned = indices, True
+                else:
                     grad, owned = _max_unpool(grad, indices, positive, shape), True
             elif grad is not None:
                 up = F.interpolate(grad, scale_factor=2, mode='nearest') / 4

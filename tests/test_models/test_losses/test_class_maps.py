@@ -45,6 +45,53 @@ def test_bands_cover_the_rows_equally(bands):
     assert max(b - a for a, b in rows) - min(b - a for a, b in rows) <= 4  # equal, the last shorter
     assert [b - a for a, b in maps.bands(2)] == [4] * 5 + [3]  # 2 rows per row of reach
     assert ClassMaps(torch.zeros(2, C, 4, 24, dtype=torch.float64)).bands(1) == ((0, 4), )
+    even = maps.bands(1, align=2)  # for the max pooling after the first convolution
+    assert even[-1][1] == 23 and all(a % 2 == 0 for a, _ in even) and len(even) > 2
+
+
+def _autograd_features(net, x, kind, valid, weights):
+    """Features and input gradient from autograd through the plain ops (activation and mask,
+    then conv, ReLU, max pooling), the whole maps at once."""
+    x = x.clone().detach().requires_grad_()
+    h, feats = _activate(x, kind, valid), []
+    for op, weight, stride in net._plan(x.dtype, x.device, net.num_blocks):
+        if op == 'conv':
+            h = F.relu(F.conv2d(h, weight, stride=stride, padding=net.kernel_size // 2))
+        elif op == 'max':
+            h = F.max_pool2d(h, 2, 2)
+        elif op == 'out':
+            feats.append(h)
+    sum((f * w).sum() for f, w in zip(feats, weights)).backward()
+    return [f.detach() for f in feats], x.grad
+
+
+@pytest.mark.parametrize('kind', ['none', 'softmax'])
+@pytest.mark.parametrize('masked', [False, True])
+@pytest.mark.parametrize('kernel_size', [3, 5])
+@pytest.mark.parametrize('size', [(23, 24), (26, 19), (21, 17)])
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_banded_pooling_equals_autograd(bands, kind, masked, kernel_size, size, layout):
+    """The first convolution and the max pooling after it, band by band (even band starts,
+    odd heights and widths, the last band short): the features and the gradient of autograd
+    through the whole maps (float64), with NCHW (as on GPUs) and channels-last weights."""
+    g = torch.Generator().manual_seed(1)
+    net = RandomVGG(in_channels=C, num_convs=(1, 1), channels=(8, 8), kernel_size=kernel_size)
+    if layout == torch.contiguous_format:
+        for i, w in enumerate(net.weights()):
+            net._buffers[f'weight{i}'] = w.contiguous()
+    x = (torch.randn(2, C, *size, dtype=torch.float64, generator=g) * 3).contiguous(memory_format=layout)
+    valid = torch.rand(2, *size, generator=g) > 0.3 if masked else None
+    bands(2 * C * size[1] * 8 * 6)
+    assert len(ClassMaps(x).bands(kernel_size // 2, align=2)) > 2
+    with torch.no_grad():
+        weights = [torch.randn(f.shape, dtype=f.dtype, generator=g) for f in net(ClassMaps(x, kind, valid))]
+    expected, expected_grad = _autograd_features(net, x, kind, valid, weights)
+    leaf = x.clone().detach().requires_grad_()
+    feats = net(ClassMaps(leaf, kind, valid))
+    sum((f * w).sum() for f, w in zip(feats, weights)).backward()
+    for a, b in zip(feats, expected):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(leaf.grad, expected_grad)
 
 
 @pytest.mark.parametrize('kind', ['none', 'softmax', 'sigmoid'])
