@@ -225,7 +225,7 @@ def first_conv_max_pool(maps: ClassMaps, weight: Tensor, pad: int,
     """``relu(max_pool2d(conv2d(maps, weight), 2, 2))`` (stride 1), a band of rows at a time.
 
     Bands start on even rows, so each band's output rows are pooled on their own, and the
-    full-resolution output is never held whole (at 256x256 a 32 MiB map per branch, one more
+    full-resolution output is never held whole (batch 2 at 256x256: 32 MiB per branch, as much
     for its gradient: copies, zero fills and page faults each call). Each image of a
     channels-last band is pooled straight into its rows of the pooled map (a slice of one image
     is contiguous, so no copy is made). With ``saved``, appends what :func:`_max_pool_relu`

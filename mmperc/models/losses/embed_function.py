@@ -96,7 +96,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
     its mask at the pooled size, beside the argmax the pooling kernel computes anyway,
     whose own backward then routes the gradient. The input's activation
     (:class:`ClassMaps`) runs inside the first convolution, a band of rows at a time,
-    and so does its backward. Same gradient as autograd.
+    and so does its backward; a max pooling right after that convolution runs in the
+    same bands (:func:`first_conv_max_pool`), so its full-resolution output is never whole. Same gradient as autograd.
     """
 
     @staticmethod
