@@ -97,7 +97,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
     whose own backward then routes the gradient. The input's activation
     (:class:`ClassMaps`) runs inside the first convolution, a band of rows at a time,
     and so does its backward; a max pooling right after that convolution runs in the
-    same bands (:func:`first_conv_max_pool`), so its full-resolution output is never whole. Same gradient as autograd.
+    same bands (:func:`first_conv_max_pool`), so its full-resolution output is never
+    whole. Same gradient as autograd.
     """
 
     @staticmethod
