@@ -95,8 +95,8 @@ class ClassMaps:
     def bands(self, reach: int, align: int = 1) -> Tuple[Tuple[int, int], ...]:
         """``(start, stop)`` of equal bands of rows, each (with ``reach`` rows above and
         below) at most :data:`BAND_BYTES` of activated maps, and all but the last at least
-        :data:`ROWS_PER_REACH` rows per row of reach and a multiple of ``align`` rows; one
-        band when the maps fit."""
+        :data:`ROWS_PER_REACH` rows per row of reach and a multiple of ``align`` rows (the
+        last one at least ``align`` rows); one band when the maps fit."""
         n, c, h, w = self.shape
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         fewest = ROWS_PER_REACH * max(reach, 1)
@@ -105,7 +105,10 @@ class ClassMaps:
             return ((0, h), )
         size = max(-(-h // -(-h // rows)), fewest)  # ceil(h / number of bands)
         size += -size % align
-        return tuple((a, min(a + size, h)) for a in range(0, h, size))
+        bands = [(a, min(a + size, h)) for a in range(0, h, size)]
+        if len(bands) > 1 and bands[-1][1] - bands[-1][0] < align:  # into the band before
+            bands[-2:] = [(bands[-2][0], h)]
+        return tuple(bands)
 
     @torch.no_grad()
     def rows(self, start: int, stop: int) -> Tensor:
@@ -220,32 +223,42 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
     return out
 
 
-def first_conv_max_pool(maps: ClassMaps, weight: Tensor, pad: int,
-                        saved: Optional[List[Tensor]] = None) -> Tensor:
-    """``relu(max_pool2d(conv2d(maps, weight), 2, 2))`` (stride 1), a band of rows at a time.
+def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
+                         saved: Optional[List[Tensor]] = None) -> Tensor:
+    """The first block, a band of rows at a time: ``relu(max_pool2d(conv2d(...), 2, 2))`` after
+    the convolutions ``weights`` (stride 1, each but the last followed by a ReLU).
 
-    Bands start on even rows, so each band's output rows are pooled on their own, and the
-    full-resolution output is never held whole (batch 2 at 256x256: 32 MiB per branch, as much
-    for its gradient: copies, zero fills and page faults each call). Each image of a
-    channels-last band is pooled straight into its rows of the pooled map (a slice of one image
-    is contiguous, so no copy is made). With ``saved``, appends what :func:`_max_pool_relu`
-    does: the argmax over the whole map (flat ``row * W + col``) and where the pooled map is
-    positive."""
+    Each band, with the reach of all the block's convolutions above and below, runs through
+    them; bands start on even rows, so each band's own rows are then pooled on their own, and no
+    full-resolution map of the block is held whole (batch 2 at 256x256: 32 MiB per map and
+    branch, as much for each gradient: copies, zero fills and page faults each call). Each image
+    of a channels-last band is pooled straight into its rows of the pooled map (a slice of one
+    image is contiguous, so no copy is made). With ``saved``, appends what the whole-map path
+    does: the ReLU mask (bool) of each convolution but the last, then the pooling's argmax over
+    the whole map (flat ``row * W + col``) and where the pooled map is positive."""
     n, c, h, w = maps.shape
     out: Optional[Tensor] = None
     indices: Optional[Tensor] = None
+    masks: List[Tensor] = []
     images = [slice(None)]
-    for start, stop, a, b in _bands(maps, 1, pad, align=2):
-        lo, hi = start // 2, stop // 2  # start is even; an odd last row is not pooled
-        if lo == hi:  # a last band of that row alone
-            continue
-        y = F.conv2d(maps.rows(a, b), weight, padding=pad)
+    for start, stop, a, b in _bands(maps, 1, pad * len(weights), align=2):
+        y = maps.rows(a, b)
+        for j, weight in enumerate(weights):  # exact on rows [start, stop) at the end
+            y = F.conv2d(y, weight, padding=pad)
+            if j + 1 < len(weights):
+                y = y.relu_()
+                if saved is not None:
+                    if len(masks) == j:
+                        masks.append(torch.empty((n, y.shape[1], h, w), dtype=torch.bool, device=y.device,
+                                                 memory_format=memory_format(y)))
+                    masks[j][:, :, start:stop] = y[:, :, start - a:stop - a] > 0
         if out is None:
             out = torch.empty((n, y.shape[1], h // 2, w // 2), dtype=y.dtype, device=y.device,
                               memory_format=memory_format(y))
             indices = torch.empty(out.shape, dtype=torch.int64, device=y.device, memory_format=memory_format(y))
             if channels_last(y):
                 images = [slice(k, k + 1) for k in range(n)]
+        lo, hi = start // 2, stop // 2  # start is even; an odd last row is not pooled
         for k in images:
             torch.ops.aten.max_pool2d_with_indices.out(
                 y[k, :, start - a:stop - a], [2, 2], [2, 2], [0, 0], [1, 1], False,
@@ -253,18 +266,18 @@ def first_conv_max_pool(maps: ClassMaps, weight: Tensor, pad: int,
         indices[:, :, lo:hi].add_(start * w)
     out.relu_()
     if saved is not None:
-        saved += [indices, out > 0]
+        saved += masks + [indices, out > 0]
     return out
 
 
-def first_conv_max_pool_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor,
-                                   indices: Tensor, pad: int) -> Tensor:
+def first_block_max_pool_input_grad(maps: ClassMaps, weights: Sequence[Tensor], grad: Tensor,
+                                    indices: Tensor, masks: Sequence[Tensor], pad: int) -> Tensor:
     """Gradient w.r.t. the source of ``maps`` from the gradient w.r.t. the pooled output of
-    :func:`first_conv_max_pool` (its ReLU's mask applied), a band of rows at a time: each band
-    routes the pooled gradient of the windows around it back to full resolution (the pooling
-    kernel's own backward) and convolves that."""
+    :func:`first_block_max_pool` (its last ReLU's mask applied), a band of rows at a time: each
+    band routes the pooled gradient of the windows around it back to full resolution (the
+    pooling kernel's own backward), then through the convolutions and the ReLU ``masks``."""
     n, c, h, w = maps.shape
-    bands = _bands(maps, 1, pad, align=2)
+    bands = _bands(maps, 1, pad * len(weights), align=2)
     layout = torch.channels_last if maps.channels_last else torch.contiguous_format
     out = None if len(bands) == 1 else torch.empty(maps.shape, dtype=maps.dtype, device=grad.device,
                                                    memory_format=layout)
@@ -275,7 +288,11 @@ def first_conv_max_pool_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor
                            memory_format=memory_format(indices))
         g = torch.ops.aten.max_pool2d_with_indices_backward(grad[:, :, lo:hi], like, [2, 2], [2, 2], [0, 0],
                                                             [1, 1], False, indices[:, :, lo:hi] - top * w)
-        g = conv_input_grad((n, c, bottom - top, w), weight, g, 1, pad)[:, :, start - top:stop - top]
+        for j in reversed(range(len(weights))):  # exact on rows [start, stop) at the end
+            g = conv_input_grad((n, weights[j].shape[1], bottom - top, w), weights[j], g, 1, pad)
+            if j:
+                g = torch.where(masks[j - 1][:, :, top:bottom], g, g.new_zeros(()), out=g)
+        g = g[:, :, start - top:stop - top]
         if out is None:
             return maps.backward_rows(g, start, stop)
         out[:, :, start:stop] = maps.backward_rows(g, start, stop)

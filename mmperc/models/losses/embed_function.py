@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .class_maps import (ClassMaps, conv_input_grad, first_conv, first_conv_input_grad, first_conv_max_pool,
-                         first_conv_max_pool_input_grad, memory_format)
+from .class_maps import (ClassMaps, conv_input_grad, first_block_max_pool, first_block_max_pool_input_grad,
+                         first_conv, first_conv_input_grad, memory_format)
 from .winograd import winograd_conv3x3
 
 
@@ -20,10 +20,14 @@ def _feeds_max_pool(plan: Plan, i: int) -> bool:
     return i + 1 < len(plan) and plan[i + 1][0] == 'max'
 
 
-def _pools_in_bands(plan: Plan) -> bool:
-    """Whether the first convolution (stride 1) and the max pooling after it run together,
-    a band of rows at a time (:func:`first_conv_max_pool`)."""
-    return plan[0][0] == 'conv' and plan[0][2] == 1 and _feeds_max_pool(plan, 0)
+def _banded_block(plan: Plan) -> int:
+    """How many convolutions (stride 1) open the plan and run, with the max pooling after
+    them, a band of rows at a time (:func:`first_block_max_pool`); 0 when no max pooling
+    follows them."""
+    convs = 0
+    while convs < len(plan) and plan[convs][0] == 'conv' and plan[convs][2] == 1:
+        convs += 1
+    return convs if _feeds_max_pool(plan, convs - 1) else 0
 
 
 def _max_pool_relu(x: Tensor, saved: Optional[List[Tensor]]) -> Tensor:
@@ -56,13 +60,13 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
     shapes: List[torch.Size] = []
     outputs: List[Tensor] = []
     x: Optional[Tensor] = None
-    banded_pool = _pools_in_bands(plan)
+    banded = _banded_block(plan)
     for i, (op, weight, stride) in enumerate(plan):
-        if op in _CONVS and banded_pool and x is None:
-            shapes.append(maps.shape)
-            x = first_conv_max_pool(maps, weight, pad, saved)
-        elif op == 'max' and banded_pool and i == 1:  # ran with the first convolution
-            shapes.append(torch.Size((x.shape[0], x.shape[1], maps.shape[2], maps.shape[3])))
+        if i <= banded and banded:  # the first block: its convolutions and max pooling at once
+            n, _, h, w = maps.shape
+            shapes.append(maps.shape if i == 0 else torch.Size((n, plan[i - 1][1].shape[0], h, w)))
+            if i == 0:
+                x = first_block_max_pool(maps, [wt for _, wt, _ in plan[:banded]], pad, saved)
         elif op in _CONVS:
             if x is None:
                 shapes.append(maps.shape)
@@ -124,8 +128,9 @@ class FrozenVGGEmbed(torch.autograd.Function):
         grad: Optional[Tensor] = None
         owned = False  # whether grad is a tensor this backward made (and may overwrite)
         plan = ctx.plan
-        banded_pool = _pools_in_bands(plan)
-        first_indices: Optional[Tensor] = None  # the first pooling's argmax, when banded_pool
+        banded = _banded_block(plan)
+        first_indices: Optional[Tensor] = None  # the first block's pooling argmax, when banded
+        first_masks: List[Tensor] = []  # and its ReLU masks, last first
         for i in reversed(range(len(plan))):
             op, weight, stride = plan[i]
             if op == 'out':
@@ -140,11 +145,16 @@ class FrozenVGGEmbed(torch.autograd.Function):
                 mask = None if _feeds_max_pool(plan, i) else saved.pop()
                 if grad is None:  # nothing flows back from the blocks after this op
                     continue
+                if i < banded:  # routed band by band at i == 0, through the masks kept here
+                    first_masks += [] if mask is None else [mask]
+                    if i == 0:
+                        weights = [wt for _, wt, _ in plan[:banded]]
+                        grad = first_block_max_pool_input_grad(ctx.maps, weights, grad, first_indices,
+                                                               first_masks[::-1], ctx.pad)
+                    continue
                 if mask is not None:  # where(): no float copy of the bool mask, as a product makes
                     grad = torch.where(mask, grad, grad.new_zeros(()), out=grad if owned else None)
-                if i == 0 and banded_pool:
-                    grad = first_conv_max_pool_input_grad(ctx.maps, weight, grad, first_indices, ctx.pad)
-                elif i == 0:
+                if i == 0:
                     grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad)
                 elif op == 'wino':
                     grad = winograd_conv3x3(grad, weight, transpose=True)
@@ -155,7 +165,7 @@ class FrozenVGGEmbed(torch.autograd.Function):
                 positive, indices = saved.pop(), saved.pop()
                 if grad is None:
                     continue
-                if banded_pool and i == 1:  # routed band by band with the first convolution's gradient
+                if i == banded:  # routed band by band with the first block's gradient
                     grad = torch.where(positive, grad, grad.new_zeros(()), out=grad if owned else None)
                     first_indices, owned = indices, True
                 else:

@@ -45,8 +45,11 @@ def test_bands_cover_the_rows_equally(bands):
     assert max(b - a for a, b in rows) - min(b - a for a, b in rows) <= 4  # equal, the last shorter
     assert [b - a for a, b in maps.bands(2)] == [4] * 5 + [3]  # 2 rows per row of reach
     assert ClassMaps(torch.zeros(2, C, 4, 24, dtype=torch.float64)).bands(1) == ((0, 4), )
-    even = maps.bands(1, align=2)  # for the max pooling after the first convolution
+    even = maps.bands(1, align=2)  # for the max pooling after the first block
     assert even[-1][1] == 23 and all(a % 2 == 0 for a, _ in even) and len(even) > 2
+    for h in (21, 25):  # no band of one row: the last one joins the band before
+        rows = ClassMaps(torch.zeros(2, C, h, 24, dtype=torch.float64)).bands(1, align=2)
+        assert rows[-1][1] == h and all(b - a >= 2 for a, b in rows)
 
 
 def _autograd_features(net, x, kind, valid, weights):
@@ -70,19 +73,21 @@ def _autograd_features(net, x, kind, valid, weights):
 @pytest.mark.parametrize('kernel_size', [3, 5])
 @pytest.mark.parametrize('size', [(23, 24), (26, 19), (21, 17)])
 @pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
-def test_banded_pooling_equals_autograd(bands, kind, masked, kernel_size, size, layout):
-    """The first convolution and the max pooling after it, band by band (even band starts,
-    odd heights and widths, the last band short): the features and the gradient of autograd
-    through the whole maps (float64), with NCHW (as on GPUs) and channels-last weights."""
+@pytest.mark.parametrize('first_convs', [1, 2])
+def test_banded_pooling_equals_autograd(bands, kind, masked, kernel_size, size, layout, first_convs):
+    """The first block (one convolution as in (1,1,1,1,1), or two with a ReLU between as in
+    VGG16) and the max pooling after it, band by band (even band starts, odd heights and
+    widths, the last band short): the features and the gradient of autograd through the whole
+    maps (float64), with NCHW (as on GPUs) and channels-last weights."""
     g = torch.Generator().manual_seed(1)
-    net = RandomVGG(in_channels=C, num_convs=(1, 1), channels=(8, 8), kernel_size=kernel_size)
+    net = RandomVGG(in_channels=C, num_convs=(first_convs, 1), channels=(8, 8), kernel_size=kernel_size)
     if layout == torch.contiguous_format:
         for i, w in enumerate(net.weights()):
             net._buffers[f'weight{i}'] = w.contiguous()
     x = (torch.randn(2, C, *size, dtype=torch.float64, generator=g) * 3).contiguous(memory_format=layout)
     valid = torch.rand(2, *size, generator=g) > 0.3 if masked else None
     bands(2 * C * size[1] * 8 * 6)
-    assert len(ClassMaps(x).bands(kernel_size // 2, align=2)) > 2
+    assert len(ClassMaps(x).bands(kernel_size // 2 * first_convs, align=2)) > 2
     with torch.no_grad():
         weights = [torch.randn(f.shape, dtype=f.dtype, generator=g) for f in net(ClassMaps(x, kind, valid))]
     expected, expected_grad = _autograd_features(net, x, kind, valid, weights)
