@@ -100,9 +100,9 @@ class FrozenVGGEmbed(torch.autograd.Function):
     its mask at the pooled size, beside the argmax the pooling kernel computes anyway,
     whose own backward then routes the gradient. The input's activation
     (:class:`ClassMaps`) runs inside the first convolution, a band of rows at a time,
-    and so does its backward; a max pooling right after that convolution runs in the
-    same bands (:func:`first_conv_max_pool`), so its full-resolution output is never
-    whole. Same gradient as autograd.
+    and so does its backward; when the first block ends in a max pooling, its
+    convolutions and the pooling run in the same bands (:func:`first_block_max_pool`), so
+    none of its full-resolution maps is ever whole. Same gradient as autograd.
     """
 
     @staticmethod
