@@ -62,7 +62,7 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
     x: Optional[Tensor] = None
     banded = _banded_block(plan)
     for i, (op, weight, stride) in enumerate(plan):
-        if i <= banded and banded:  # the first block: its convolutions and max pooling at once
+        if banded and i <= banded:  # the first block: its convolutions and max pooling at once
             n, _, h, w = maps.shape
             shapes.append(maps.shape if i == 0 else torch.Size((n, plan[i - 1][1].shape[0], h, w)))
             if i == 0:
