@@ -183,8 +183,8 @@ def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: 
 
 
 def _bands(maps: ClassMaps, stride: int, pad: int, align: int = 1) -> List[Tuple[int, int, int, int]]:
-    """The first convolution's bands ``(start, stop, a, b)``: rows ``[start, stop)`` and
-    the rows ``[a, b)`` within the kernel's reach ``pad`` of them (one band unless stride 1)."""
+    """The first convolution's (or block's) bands ``(start, stop, a, b)``: rows ``[start, stop)``
+    and the rows ``[a, b)`` within the reach ``pad`` of them (one band unless stride 1)."""
     h = maps.shape[2]
     bands = maps.bands(pad, align) if stride == 1 else ((0, h), )
     return [(start, stop, max(start - pad, 0), min(stop + pad, h)) for start, stop in bands]
