@@ -233,7 +233,8 @@ def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
     full-resolution map of the block is held whole (batch 2 at 256x256: 32 MiB per map and
     branch, as much for each gradient: copies, zero fills and page faults each call). Each image
     of a channels-last band is pooled straight into its rows of the pooled map (a slice of one
-    image is contiguous, so no copy is made). With ``saved``, appends what the whole-map path
+    image is contiguous, so no copy is made). Without ``saved`` no argmax is computed. With
+    ``saved``, appends what the whole-map path
     does: the ReLU mask (bool) of each convolution but the last, then the pooling's argmax over
     the whole map (flat ``row * W + col``) and where the pooled map is positive."""
     n, c, h, w = maps.shape
@@ -255,15 +256,20 @@ def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
         if out is None:
             out = torch.empty((n, y.shape[1], h // 2, w // 2), dtype=y.dtype, device=y.device,
                               memory_format=memory_format(y))
-            indices = torch.empty(out.shape, dtype=torch.int64, device=y.device, memory_format=memory_format(y))
+            if saved is not None:  # the argmax only for the backward (the target has none)
+                indices = torch.empty(out.shape, dtype=torch.int64, device=y.device, memory_format=memory_format(y))
             if channels_last(y):
                 images = [slice(k, k + 1) for k in range(n)]
         lo, hi = start // 2, stop // 2  # start is even; an odd last row is not pooled
         for k in images:
-            torch.ops.aten.max_pool2d_with_indices.out(
-                y[k, :, start - a:stop - a], [2, 2], [2, 2], [0, 0], [1, 1], False,
-                out=out[k, :, lo:hi], indices=indices[k, :, lo:hi])
-        indices[:, :, lo:hi].add_(start * w)
+            rows = y[k, :, start - a:stop - a]
+            if indices is None:
+                out[k, :, lo:hi] = F.max_pool2d(rows, 2, 2)
+            else:
+                torch.ops.aten.max_pool2d_with_indices.out(rows, [2, 2], [2, 2], [0, 0], [1, 1], False,
+                                                           out=out[k, :, lo:hi], indices=indices[k, :, lo:hi])
+        if indices is not None:
+            indices[:, :, lo:hi].add_(start * w)
     out.relu_()
     if saved is not None:
         saved += masks + [indices, out > 0]
