@@ -248,6 +248,17 @@ class RandomPerceptualLoss(nn.Module):
         """Name of the loss item in the losses dict (``loss_`` prefix: backpropagated)."""
         return self._loss_name
 
+    def memory_format(self, device: Union[str, torch.device]) -> torch.memory_format:
+        """The layout in which ``pred`` and a float ``target`` on ``device`` cost least:
+        ``torch.channels_last`` on the CPU, where the loss network's weights are
+        channels-last, so that the softmax, its backward and the first convolution read the
+        maps as they lie instead of transposing them band by band (``(1, 1, 1, 1, 1)`` at
+        256x256, batch 2, logits resized from 1/8: 1.1x faster with 19 classes, 1.2x with
+        150); else ``torch.contiguous_format``. Either layout gives the same loss. Resize
+        the logits in it: ``resize(logits.contiguous(memory_format=fmt), ...)`` transposes
+        only the small maps."""
+        return self.network.memory_format(device)
+
     def _check_pred(self, pred: Tensor) -> None:
         if pred.dim() != 4:
             raise ValueError(f'pred must be (N, C, H, W), but got shape {tuple(pred.shape)}')
@@ -304,10 +315,11 @@ class RandomPerceptualLoss(nn.Module):
         whole activated map first."""
         size = tuple(x.shape[-2:])
         resized = _resize_size(size, self.resize)
+        layout = self.memory_format(x.device)  # of the one-hot rows
         if not self.log_input and (resized is None or resized == size):
-            return ClassMaps(x, activation, valid, num_classes=num_classes, dtype=dtype)
+            return ClassMaps(x, activation, valid, num_classes=num_classes, dtype=dtype, onehot_format=layout)
         if activation == 'onehot':
-            x = ClassMaps(x, 'onehot', valid, num_classes=num_classes, dtype=dtype).whole()
+            x = ClassMaps(x, 'onehot', valid, num_classes=num_classes, dtype=dtype, onehot_format=layout).whole()
         else:
             x = _activate(x, activation).to(dtype)
         if self.log_input:

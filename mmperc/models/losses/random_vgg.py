@@ -190,9 +190,16 @@ class RandomVGG(nn.Module):
         self._transforms = {}  # made again, on the weights' new device, when used
         for i in range(self._num_weights):
             weight = getattr(self, f'weight{i}')
-            layout = torch.channels_last if weight.device.type == 'cpu' else torch.contiguous_format
+            layout = self.memory_format(weight.device)
             if not weight.is_contiguous(memory_format=layout):
                 self._buffers[f'weight{i}'] = weight.contiguous(memory_format=layout)
+
+    @staticmethod
+    def memory_format(device: Union[str, torch.device]) -> torch.memory_format:
+        """The memory layout of the weights on ``device`` (see :meth:`_relayout`), which is the
+        layout the input runs fastest in: ``torch.channels_last`` on the CPU, else
+        ``torch.contiguous_format``."""
+        return torch.channels_last if torch.device(device).type == 'cpu' else torch.contiguous_format
 
     def _apply(self, fn: Callable, recurse: bool = True) -> 'RandomVGG':
         module = super()._apply(fn, recurse)

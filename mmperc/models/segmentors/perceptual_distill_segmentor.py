@@ -222,6 +222,11 @@ class PerceptualDistillSegmentor(EncoderDecoder):
             losses.update(self._auxiliary_head_forward_train(x, data_samples))
         return losses
 
+    def _perc_memory_format(self, device: torch.device) -> torch.memory_format:
+        """The input layout ``loss_perc`` asks for (NCHW for a loss that does not say)."""
+        memory_format = getattr(self.loss_perc, 'memory_format', None)
+        return memory_format(device) if callable(memory_format) else torch.contiguous_format
+
     def _distill_decode_head_forward_train(self, x: List[Tensor], data_samples: SampleList,
                                            teacher_logits: Optional[Tensor]) -> dict:
         """Decode-head losses with ``loss_perc`` (and ``loss_kd``) on the same logits."""
@@ -230,11 +235,15 @@ class PerceptualDistillSegmentor(EncoderDecoder):
         losses = head.loss_by_feat(seg_logits, data_samples)
         seg_label = head._stack_batch_gt(data_samples).squeeze(1)
         size = seg_label.shape[-2:]
-        student = resize(seg_logits, size=size, mode='bilinear', align_corners=self.align_corners)
+        # both sides resized in the layout the loss reads fastest (channels-last on the CPU):
+        # only the small logits are transposed, the resized maps come out in it
+        layout = self._perc_memory_format(seg_logits.device)
+        student = resize(seg_logits.contiguous(memory_format=layout), size=size, mode='bilinear',
+                         align_corners=self.align_corners)
         if teacher_logits is None:
             target, valid = seg_label, None
         else:
-            target = resize(teacher_logits.float(), size=size, mode='bilinear',
+            target = resize(teacher_logits.float().contiguous(memory_format=layout), size=size, mode='bilinear',
                             align_corners=self.align_corners)
             valid = seg_label != head.ignore_index
         losses[self.loss_perc.loss_name] = self.loss_perc(

@@ -136,18 +136,21 @@ def test_banded_first_conv_equals_autograd(bands, kind, masked, kernel_size, lay
 
 
 @pytest.mark.parametrize('num_classes', [1, C])
-def test_onehot_bands_equal_one_hot(bands, num_classes):
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_onehot_bands_equal_one_hot(bands, num_classes, layout):
     bands(2 * num_classes * 11 * 4 * 7)  # 5 rows per band
     labels = torch.randint(0, max(num_classes, 2), (2, 9, 11))
     labels[0, :2] = 255
     valid = labels != 255
-    maps = ClassMaps(labels, 'onehot', valid, num_classes=num_classes)
+    maps = ClassMaps(labels, 'onehot', valid, num_classes=num_classes, onehot_format=layout)
     if num_classes == 1:
         expected = (labels == 1).float().unsqueeze(1)
     else:
         expected = F.one_hot(labels.clamp(max=num_classes - 1), num_classes).permute(0, 3, 1, 2).float()
         expected = expected * valid.unsqueeze(1)
     assert len(maps.bands(1)) == 2
+    for a, b in maps.bands(1):  # the rows come in the layout asked for
+        assert maps.rows(a, b).is_contiguous(memory_format=layout)
     torch.testing.assert_close(torch.cat([maps.rows(a, b) for a, b in maps.bands(1)], 2), expected)
     net = RandomVGG(in_channels=num_classes, num_convs=(1, 1), channels=(4, 4))
     with torch.no_grad():

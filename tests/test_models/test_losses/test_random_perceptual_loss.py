@@ -36,11 +36,21 @@ def test_zero_when_equal_and_positive_finite_otherwise():
     assert loss(onehot_logits, labels).item() == pytest.approx(0, abs=1e-10)
 
 
-def test_labels_equal_onehot_probabilities():
-    loss = RandomPerceptualLoss(**SMALL, target_activation='none')
+@pytest.mark.parametrize('resize', [None, 0.5])
+def test_labels_equal_onehot_probabilities(resize):
+    """Labels (one-hot rows made channels-last on the CPU) give the loss of their NCHW one-hot
+    probabilities, also when the whole one-hot map is resized first."""
+    loss = RandomPerceptualLoss(**SMALL, target_activation='none', resize=resize)
     pred, labels = _logits(), _labels()
-    onehot = F.one_hot(labels, 5).permute(0, 3, 1, 2).float()
+    onehot = F.one_hot(labels, 5).permute(0, 3, 1, 2).float().contiguous()  # NCHW
     assert loss(pred, labels).item() == pytest.approx(loss(pred, onehot).item(), rel=1e-6)
+
+
+def test_memory_format_is_the_weights_layout():
+    loss = RandomPerceptualLoss(**SMALL, in_channels=5)
+    assert loss.memory_format('cpu') == torch.channels_last
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in loss.network.weights())
+    assert loss.memory_format(torch.device('cuda')) == torch.contiguous_format  # no GPU needed
 
 
 def test_ignore_index_excluded_from_both_sides():

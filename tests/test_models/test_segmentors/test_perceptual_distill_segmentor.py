@@ -186,3 +186,33 @@ def test_channels_last_teacher_gives_the_same_logits(teacher_ckpt):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     inputs, _ = batch()
     torch.testing.assert_close(fast.teacher_logits(inputs), plain.teacher_logits(inputs), rtol=1e-4, atol=1e-4)
+
+
+def test_perceptual_loss_gets_maps_in_its_memory_format(model, monkeypatch):
+    """On the CPU the student's and the teacher's logits reach the perceptual loss
+    channels-last (resized from the transposed small logits), its fast layout: the same loss
+    and student gradient as NCHW maps."""
+    layouts = []
+    forward = model.loss_perc.forward
+
+    def spy(pred, target, **kwargs):
+        layouts.append([t.is_contiguous(memory_format=torch.channels_last) for t in (pred, target)])
+        return forward(pred, target, **kwargs)
+
+    monkeypatch.setattr(model.loss_perc, 'forward', spy)
+    inputs, samples = batch()
+    results = []
+    for layout in (None, torch.contiguous_format):
+        if layout is not None:
+            monkeypatch.setattr(model, '_perc_memory_format', lambda device: layout)
+        model.zero_grad()
+        torch.manual_seed(0)  # the same dropout
+        losses = model.loss(inputs, samples)
+        losses['decode.loss_perc'].backward()
+        results.append((losses['decode.loss_perc'].detach(),
+                        [p.grad.clone() for p in model.decode_head.parameters() if p.grad is not None]))
+    assert layouts == [[True, True], [False, False]]
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=0)
+    assert results[0][1]
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-9)
