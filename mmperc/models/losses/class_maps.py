@@ -12,7 +12,7 @@ way and applies the activation's backward there, recomputing the band's softmax.
 its activation to its convolution, and no class-sized temporary is allocated (on Linux a fresh
 large tensor costs its page faults: measured as much as a softmax over it).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -145,10 +145,11 @@ class ClassMaps:
         return self.rows(0, self.shape[2])
 
     @torch.no_grad()
-    def backward_rows(self, grad: Tensor, start: int, stop: int) -> Tensor:
+    def backward_rows(self, grad: Tensor, start: int, stop: int, out: Optional[Tensor] = None) -> Tensor:
         """The gradient w.r.t. rows ``[start, stop)`` of the source from the gradient
         w.r.t. those activated rows (``grad``, which may be overwritten; cast to the maps'
-        dtype first, e.g. from bf16 under autocast)."""
+        dtype first, e.g. from bf16 under autocast), written to ``out`` when given (those
+        rows of the whole gradient) and returned."""
         if self.kind == 'onehot':
             raise RuntimeError('labels have no gradient')
         grad = grad.to(self.dtype)  # the tensor itself when the dtype matches
@@ -157,12 +158,15 @@ class ClassMaps:
         if self.kind == 'softmax':
             s = self._activated(start, stop)
             if self.channels_last:  # as the forward: over the NHWC view
-                return torch._softmax_backward_data(nhwc(grad), nhwc(s), 3, s.dtype).permute(0, 3, 1, 2)
-            return torch._softmax_backward_data(grad, s, 1, s.dtype)
-        if self.kind == 'sigmoid':  # s * (1 - s) * g
+                if out is None:
+                    out = torch.empty_like(s)
+                return _per_image_nhwc(out, lambda k, res: torch.ops.aten._softmax_backward_data.out(
+                    _image_nhwc(grad, k), _image_nhwc(s, k), 2, s.dtype, grad_input=res))
+            grad = torch._softmax_backward_data(grad, s, 1, s.dtype)
+        elif self.kind == 'sigmoid':  # s * (1 - s) * g
             s = self._activated(start, stop)
             grad = grad.mul_(s).mul_(s.neg_().add_(1))
-        return grad
+        return grad if out is None else out.copy_(grad)
 
     def _valid(self, start: int, stop: int) -> Tensor:
         """The valid mask of rows ``[start, stop)`` as ``(N, 1, rows, W)`` in the maps' dtype."""
@@ -176,8 +180,25 @@ class ClassMaps:
         if self.channels_last:
             # over the NHWC view: channels-last out, as the convolution takes it (x.softmax(1)
             # copies to NCHW first and the convolution copies back)
-            return nhwc(x).softmax(dim=3).permute(0, 3, 1, 2)
+            return _per_image_nhwc(torch.empty_like(x, memory_format=torch.channels_last),
+                                   lambda k, res: torch.ops.aten._softmax.out(_image_nhwc(x, k), 2, False, out=res))
         return x.softmax(dim=1)
+
+
+def _image_nhwc(x: Tensor, k: int) -> Tensor:
+    """Image ``k`` of channels-last ``x`` as ``(H, W, C)``: contiguous even when ``x`` is a band of
+    rows of a larger map (the band of the whole batch is not)."""
+    return x[k].permute(1, 2, 0)
+
+
+def _per_image_nhwc(out: Tensor, op: Callable[[int, Tensor], object]) -> Tensor:
+    """``op(k, image k of out as (H, W, C))`` for every image of channels-last ``out``; returns
+    ``out``. Softmax and its backward over a band of channels-last rows run image by image:
+    given the whole band, PyTorch's kernels first copy it to a contiguous tensor (150 classes at
+    256x256: 22 ms of copies per pass)."""
+    for k in range(out.shape[0]):
+        op(k, _image_nhwc(out, k))
+    return out
 
 
 def conv_input_grad(shape: Sequence[int], weight: Tensor, grad: Tensor, stride: int,
@@ -230,7 +251,7 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
     for start, stop, a, b in bands:
         # the output rows that reach rows [start, stop) are all in [a, b)
         g = conv_input_grad((n, c, b - a, w), weight, grad[:, :, a:b], 1, pad)[:, :, start - a:stop - a]
-        out[:, :, start:stop] = maps.backward_rows(g, start, stop)
+        maps.backward_rows(g, start, stop, out=out[:, :, start:stop])
     return out
 
 
@@ -312,5 +333,5 @@ def first_block_max_pool_input_grad(maps: ClassMaps, weights: Sequence[Tensor], 
         g = g[:, :, start - top:stop - top]
         if out is None:
             return maps.backward_rows(g, start, stop)
-        out[:, :, start:stop] = maps.backward_rows(g, start, stop)
+        maps.backward_rows(g, start, stop, out=out[:, :, start:stop])
     return out
