@@ -55,15 +55,17 @@ class ClassMaps:
             used as they are). Required for ``'onehot'``.
         dtype (torch.dtype, optional): Dtype of the activated maps. Defaults to the
             source's (float32 for labels).
-        onehot_format (torch.memory_format): Layout of the one-hot rows made from labels
-            (other kinds keep their source's): ``torch.channels_last`` for channels-last
-            weights, whose convolution would otherwise first transpose them (150 classes at
-            256x256: 247 vs 208 ms per pass). Defaults to ``torch.contiguous_format``.
+        layout (torch.memory_format, optional): Layout of the activated rows:
+            ``torch.channels_last`` for channels-last weights (the CPU's), whose
+            convolution would otherwise transpose each band itself; NCHW rows are then
+            transposed before their activation (:func:`to_channels_last`) and one-hot
+            rows written along the classes. None keeps the source's layout (labels:
+            NCHW). The gradient keeps the source's layout. Defaults to None.
     """
 
     def __init__(self, source: Tensor, kind: str = 'none', valid: Optional[Tensor] = None,
                  num_classes: Optional[int] = None, dtype: Optional[torch.dtype] = None,
-                 onehot_format: torch.memory_format = torch.contiguous_format) -> None:
+                 layout: Optional[torch.memory_format] = None) -> None:
         if kind not in KINDS:
             raise ValueError(f'kind must be one of {KINDS}, but got {kind!r}')
         if kind == 'onehot':
@@ -76,11 +78,11 @@ class ClassMaps:
         self.source, self.kind = source, kind
         self.dtype = dtype or (torch.float32 if kind == 'onehot' else source.dtype)
         self.valid = None if valid is None else valid.bool()
-        # the activated rows keep the source's layout (labels: onehot_format)
-        if kind == 'onehot':
-            self.channels_last = onehot_format == torch.channels_last
-        else:
-            self.channels_last = channels_last(source)
+        self.device = source.device
+        #: the source's layout, the gradient's
+        self.grad_format = torch.contiguous_format if kind == 'onehot' else memory_format(source)
+        #: whether the activated rows are channels-last
+        self.channels_last = (self.grad_format if layout is None else layout) == torch.channels_last
 
     def pack(self) -> Tuple[Tensor, ...]:
         """Hand the tensors the backward needs (source, mask) to ``save_for_backward``; this
@@ -132,7 +134,7 @@ class ClassMaps:
                 classes = torch.arange(self.channels, device=labels.device).view(1, -1, 1, 1)
                 x = (labels == classes).to(self.dtype)
         elif self.kind == 'none':
-            x = self.source[:, :, start:stop].to(self.dtype)  # may be a view of the source
+            x = self._source_rows(start, stop, self.channels_last)  # may be a view of the source
             return x if self.valid is None else x * self._valid(start, stop)
         else:
             x = self._activated(start, stop)
@@ -155,16 +157,21 @@ class ClassMaps:
         grad = grad.to(self.dtype)  # the tensor itself when the dtype matches
         if self.valid is not None:
             grad = grad.mul_(self._valid(start, stop))
+        # recomputed in the source's layout: for NCHW logits with channels-last rows, that
+        # costs less than transposing the rows again, then the gradient back (measured)
+        source_cl = self.grad_format == torch.channels_last
         if self.kind == 'softmax':
-            s = self._activated(start, stop)
-            if self.channels_last:  # as the forward: over the NHWC view
-                if out is None:
-                    out = torch.empty_like(s)
-                return _per_image_nhwc(out, lambda k, res: torch.ops.aten._softmax_backward_data.out(
+            s = self._activated(start, stop, source_cl)
+            if source_cl:  # as the forward: over the NHWC view
+                into = out if out is not None and _images_nhwc(out) else torch.empty_like(s)
+                grad = _per_image_nhwc(into, lambda k, res: torch.ops.aten._softmax_backward_data.out(
                     _image_nhwc(grad, k), _image_nhwc(s, k), 2, s.dtype, grad_input=res))
-            grad = torch._softmax_backward_data(grad, s, 1, s.dtype)
+                if grad is out:
+                    return out
+            else:
+                grad = torch._softmax_backward_data(grad, s, 1, s.dtype)
         elif self.kind == 'sigmoid':  # s * (1 - s) * g
-            s = self._activated(start, stop)
+            s = self._activated(start, stop, source_cl)
             grad = grad.mul_(s).mul_(s.neg_().add_(1))
         return grad if out is None else out.copy_(grad)
 
@@ -172,17 +179,53 @@ class ClassMaps:
         """The valid mask of rows ``[start, stop)`` as ``(N, 1, rows, W)`` in the maps' dtype."""
         return self.valid[:, start:stop].unsqueeze(1).to(self.dtype)
 
-    def _activated(self, start: int, stop: int) -> Tensor:
-        """Softmax/sigmoid of rows ``[start, stop)`` without the valid mask (a new tensor)."""
-        x = self.source[:, :, start:stop].to(self.dtype)
+    def new_grad(self) -> Tensor:
+        """An unwritten tensor for the gradient w.r.t. the source (its shape and layout)."""
+        return torch.empty(self.shape, dtype=self.dtype, device=self.device, memory_format=self.grad_format)
+
+    def _source_rows(self, start: int, stop: int, cl: bool) -> Tensor:
+        """Rows ``[start, stop)`` of the source in the maps' dtype, channels-last if ``cl`` (a view
+        of the source when it has both)."""
+        x = self.source[:, :, start:stop]
+        if cl and not _images_nhwc(x):
+            return to_channels_last(x, self.dtype)
+        return x.to(self.dtype)
+
+    def _activated(self, start: int, stop: int, cl: Optional[bool] = None) -> Tensor:
+        """Softmax/sigmoid of rows ``[start, stop)`` without the valid mask (a new tensor),
+        channels-last if ``cl`` (None: as the rows)."""
+        cl = self.channels_last if cl is None else cl
+        x = self._source_rows(start, stop, cl)
         if self.kind == 'sigmoid':
             return x.sigmoid()
-        if self.channels_last:
+        if cl:
             # over the NHWC view: channels-last out, as the convolution takes it (x.softmax(1)
             # copies to NCHW first and the convolution copies back)
             return _per_image_nhwc(torch.empty_like(x, memory_format=torch.channels_last),
                                    lambda k, res: torch.ops.aten._softmax.out(_image_nhwc(x, k), 2, False, out=res))
         return x.softmax(dim=1)
+
+
+def to_channels_last(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` (e.g. a band of rows of NCHW maps) copied channels-last, in ``dtype``.
+
+    When a channel's plane spans a multiple of 4 KiB (float maps of 256x256 pixels: 256 KiB;
+    also 512x512, 512x1024, 640x640), the C values of a pixel that the copy gathers all fall in
+    the same cache sets, which PyTorch's direct copy thrashes; the rows are then first copied
+    (a plain copy) into a buffer whose planes are 64 bytes longer, and transposed from there
+    (150 classes at 256x256, with the softmax after it: 59 vs 100 ms per map; at 769x769,
+    whose planes do not align, the direct copy is kept: 400 vs 557 ms)."""
+    n, c, h, w = x.shape
+    if c > 1 and x.stride(1) * x.element_size() % 4096 == 0:
+        buffer = torch.empty((n, c, h * w + 64 // x.element_size()), dtype=x.dtype, device=x.device)
+        x = buffer[:, :, :h * w].view(n, c, h, w).copy_(x)
+    return x.to(dtype, memory_format=torch.channels_last)
+
+
+def _images_nhwc(x: Tensor) -> bool:
+    """Whether every image of ``x`` is channels-last and dense (a band of rows of channels-last
+    maps is, though the band as a whole is not)."""
+    return all(_image_nhwc(x, k).is_contiguous() for k in range(x.shape[0]))
 
 
 def _image_nhwc(x: Tensor, k: int) -> Tensor:
@@ -244,10 +287,9 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
     """Gradient w.r.t. the source of ``maps`` from the first convolution's output gradient."""
     n, c, h, w = maps.shape
     bands = _bands(maps, stride, pad)
+    out = maps.new_grad()
     if len(bands) == 1:
-        return maps.backward_rows(conv_input_grad(maps.shape, weight, grad, stride, pad), 0, h)
-    layout = torch.channels_last if maps.channels_last else torch.contiguous_format
-    out = torch.empty(maps.shape, dtype=maps.dtype, device=grad.device, memory_format=layout)
+        return maps.backward_rows(conv_input_grad(maps.shape, weight, grad, stride, pad), 0, h, out=out)
     for start, stop, a, b in bands:
         # the output rows that reach rows [start, stop) are all in [a, b)
         g = conv_input_grad((n, c, b - a, w), weight, grad[:, :, a:b], 1, pad)[:, :, start - a:stop - a]
@@ -316,9 +358,7 @@ def first_block_max_pool_input_grad(maps: ClassMaps, weights: Sequence[Tensor], 
     pooling kernel's own backward), then through the convolutions and the ReLU ``masks``."""
     n, c, h, w = maps.shape
     bands = _bands(maps, 1, pad * len(weights), align=2)
-    layout = torch.channels_last if maps.channels_last else torch.contiguous_format
-    out = None if len(bands) == 1 else torch.empty(maps.shape, dtype=maps.dtype, device=grad.device,
-                                                   memory_format=layout)
+    out = maps.new_grad()
     for start, stop, a, b in bands:
         top, bottom = a - a % 2, min(b + b % 2, h)  # the whole pooling windows over rows [a, b)
         lo, hi = top // 2, top // 2 + (bottom - top) // 2
@@ -330,8 +370,5 @@ def first_block_max_pool_input_grad(maps: ClassMaps, weights: Sequence[Tensor], 
             g = conv_input_grad((n, weights[j].shape[1], bottom - top, w), weights[j], g, 1, pad)
             if j:
                 g = torch.where(masks[j - 1][:, :, top:bottom], g, g.new_zeros(()), out=g)
-        g = g[:, :, start - top:stop - top]
-        if out is None:
-            return maps.backward_rows(g, start, stop)
-        maps.backward_rows(g, start, stop, out=out[:, :, start:stop])
+        maps.backward_rows(g[:, :, start - top:stop - top], start, stop, out=out[:, :, start:stop])
     return out

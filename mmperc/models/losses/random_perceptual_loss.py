@@ -315,11 +315,11 @@ class RandomPerceptualLoss(nn.Module):
         whole activated map first."""
         size = tuple(x.shape[-2:])
         resized = _resize_size(size, self.resize)
-        layout = self.memory_format(x.device)  # of the one-hot rows
+        layout = self.memory_format(x.device)  # of the activated rows
         if not self.log_input and (resized is None or resized == size):
-            return ClassMaps(x, activation, valid, num_classes=num_classes, dtype=dtype, onehot_format=layout)
+            return ClassMaps(x, activation, valid, num_classes=num_classes, dtype=dtype, layout=layout)
         if activation == 'onehot':
-            x = ClassMaps(x, 'onehot', valid, num_classes=num_classes, dtype=dtype, onehot_format=layout).whole()
+            x = ClassMaps(x, 'onehot', valid, num_classes=num_classes, dtype=dtype, layout=layout).whole()
         else:
             x = _activate(x, activation).to(dtype)
         if self.log_input:

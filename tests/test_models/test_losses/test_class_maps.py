@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from mmperc.models import RandomPerceptualLoss, RandomVGG
 from mmperc.models.losses import class_maps
-from mmperc.models.losses.class_maps import ClassMaps
+from mmperc.models.losses.class_maps import ClassMaps, memory_format
 
 C = 7
 
@@ -71,14 +71,16 @@ def _autograd_features(net, x, kind, valid, weights):
 @pytest.mark.parametrize('kind', ['none', 'softmax'])
 @pytest.mark.parametrize('masked', [False, True])
 @pytest.mark.parametrize('kernel_size', [3, 5])
-@pytest.mark.parametrize('size', [(23, 24), (26, 19), (21, 17)])
+@pytest.mark.parametrize('size', [(23, 24), (26, 19), (21, 17), (32, 16)])
 @pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize('first_convs', [1, 2])
 def test_banded_pooling_equals_autograd(bands, kind, masked, kernel_size, size, layout, first_convs):
     """The first block (one convolution as in (1,1,1,1,1), or two with a ReLU between as in
     VGG16) and the max pooling after it, band by band (even band starts, odd heights and
     widths, the last band short): the features and the gradient of autograd through the whole
-    maps (float64), with NCHW (as on GPUs) and channels-last weights."""
+    maps (float64), with NCHW (as on GPUs) and channels-last weights, and channels-last rows
+    made from NCHW logits (32x16: planes of 4 KiB, transposed through the padded buffer), the
+    gradient in the logits' layout."""
     g = torch.Generator().manual_seed(1)
     net = RandomVGG(in_channels=C, num_convs=(first_convs, 1), channels=(8, 8), kernel_size=kernel_size)
     if layout == torch.contiguous_format:
@@ -91,15 +93,19 @@ def test_banded_pooling_equals_autograd(bands, kind, masked, kernel_size, size, 
     with torch.no_grad():
         weights = [torch.randn(f.shape, dtype=f.dtype, generator=g) for f in net(ClassMaps(x, kind, valid))]
     expected, expected_grad = _autograd_features(net, x, kind, valid, weights)
-    leaf = x.clone().detach().requires_grad_()
-    feats = net(ClassMaps(leaf, kind, valid))
-    sum((f * w).sum() for f, w in zip(feats, weights)).backward()
-    for a, b in zip(feats, expected):
-        torch.testing.assert_close(a, b)
-    torch.testing.assert_close(leaf.grad, expected_grad)
-    with torch.no_grad():  # as the target runs: no argmax kept
-        for a, b in zip(net(ClassMaps(x, kind, valid)), expected):
+    # as the logits come, then channels-last rows of NCHW logits (with channels-last weights:
+    # the CPU's case)
+    for logits, rows in ((x, None), (x.contiguous(), torch.channels_last)):
+        leaf = logits.clone().detach().requires_grad_()
+        feats = net(ClassMaps(leaf, kind, valid, layout=rows))
+        sum((f * w).sum() for f, w in zip(feats, weights)).backward()
+        for a, b in zip(feats, expected):
             torch.testing.assert_close(a, b)
+        torch.testing.assert_close(leaf.grad, expected_grad)
+        assert leaf.grad.is_contiguous(memory_format=memory_format(logits))  # the logits' layout
+        with torch.no_grad():  # as the target runs: no argmax kept
+            for a, b in zip(net(ClassMaps(logits, kind, valid, layout=rows)), expected):
+                torch.testing.assert_close(a, b)
 
 
 @pytest.mark.parametrize('kind', ['none', 'softmax', 'sigmoid'])
@@ -135,6 +141,31 @@ def test_banded_first_conv_equals_autograd(bands, kind, masked, kernel_size, lay
     assert grads[0].is_contiguous(memory_format=layout)  # the logits' layout
 
 
+@pytest.mark.parametrize('size', [(23, 24), (16, 32), (16, 31)])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_to_channels_last_equals_a_copy(size, dtype):
+    """Direct and through the padded buffer (planes of a multiple of 4 KiB: 16x32 in float64,
+    16x32 and 16x64 in float32): the values, channels-last, also for a band of rows and a
+    dtype change."""
+    x = torch.randn(2, C, *size, dtype=torch.float64)
+    for band in (x, x[:, :, 3:11]):
+        y = class_maps.to_channels_last(band, dtype)
+        assert y.is_contiguous(memory_format=torch.channels_last) and y.dtype == dtype
+        assert torch.equal(y, band.to(dtype))
+    wide = torch.randn(2, C, 16, 64)
+    assert torch.equal(class_maps.to_channels_last(wide[:, :, 5:9], torch.float32), wide[:, :, 5:9])
+
+
+@pytest.mark.parametrize('kind', ['none', 'softmax', 'sigmoid'])
+def test_channels_last_rows_of_nchw_logits(kind):
+    """``layout=channels_last`` (the CPU's weights): NCHW logits give channels-last rows, the
+    values of the NCHW rows."""
+    x = torch.randn(2, C, 9, 11)
+    rows = ClassMaps(x, kind, layout=torch.channels_last).rows(2, 7)
+    assert rows.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(rows, ClassMaps(x, kind).rows(2, 7))
+
+
 @pytest.mark.parametrize('num_classes', [1, C])
 @pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
 def test_onehot_bands_equal_one_hot(bands, num_classes, layout):
@@ -142,7 +173,7 @@ def test_onehot_bands_equal_one_hot(bands, num_classes, layout):
     labels = torch.randint(0, max(num_classes, 2), (2, 9, 11))
     labels[0, :2] = 255
     valid = labels != 255
-    maps = ClassMaps(labels, 'onehot', valid, num_classes=num_classes, onehot_format=layout)
+    maps = ClassMaps(labels, 'onehot', valid, num_classes=num_classes, layout=layout)
     if num_classes == 1:
         expected = (labels == 1).float().unsqueeze(1)
     else:
