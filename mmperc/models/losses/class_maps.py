@@ -37,11 +37,6 @@ def memory_format(x: Tensor) -> torch.memory_format:
     return torch.channels_last if channels_last(x) else torch.contiguous_format
 
 
-def nhwc(x: Tensor) -> Tensor:
-    """The (N, H, W, C) view of ``x``: contiguous when ``x`` is channels-last."""
-    return x.permute(0, 2, 3, 1)
-
-
 class ClassMaps:
     """``activation(source) * valid``, never materialised whole.
 
