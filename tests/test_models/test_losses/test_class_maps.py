@@ -144,9 +144,9 @@ def test_banded_first_conv_equals_autograd(bands, kind, masked, kernel_size, lay
 @pytest.mark.parametrize('size', [(23, 24), (16, 32), (16, 31)])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 def test_to_channels_last_equals_a_copy(size, dtype):
-    """Direct and through the padded buffer (planes of a multiple of 4 KiB: 16x32 in float64,
-    16x32 and 16x64 in float32): the values, channels-last, also for a band of rows and a
-    dtype change."""
+    """Direct and through the padded buffer (planes of a multiple of 4 KiB: 16x32 float64 maps,
+    16x64 float32 maps): the values, channels-last, also for a band of rows and a dtype
+    change."""
     x = torch.randn(2, C, *size, dtype=torch.float64)
     for band in (x, x[:, :, 3:11]):
         y = class_maps.to_channels_last(band, dtype)
