@@ -145,8 +145,8 @@ class ClassMaps:
     def backward_rows(self, grad: Tensor, start: int, stop: int, out: Optional[Tensor] = None) -> Tensor:
         """The gradient w.r.t. rows ``[start, stop)`` of the source from the gradient
         w.r.t. those activated rows (``grad``, which may be overwritten; cast to the maps'
-        dtype first, e.g. from bf16 under autocast), written to ``out`` when given (those
-        rows of the whole gradient) and returned."""
+        dtype first, e.g. from bf16 under autocast), in the source's layout: written to
+        ``out`` when given (those rows of the whole gradient) and returned."""
         if self.kind == 'onehot':
             raise RuntimeError('labels have no gradient')
         grad = grad.to(self.dtype)  # the tensor itself when the dtype matches
@@ -168,7 +168,7 @@ class ClassMaps:
         elif self.kind == 'sigmoid':  # s * (1 - s) * g
             s = self._activated(start, stop, source_cl)
             grad = grad.mul_(s).mul_(s.neg_().add_(1))
-        return grad if out is None else out.copy_(grad)
+        return grad.contiguous(memory_format=self.grad_format) if out is None else out.copy_(grad)
 
     def _valid(self, start: int, stop: int) -> Tensor:
         """The valid mask of rows ``[start, stop)`` as ``(N, 1, rows, W)`` in the maps' dtype."""
@@ -282,9 +282,9 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
     """Gradient w.r.t. the source of ``maps`` from the first convolution's output gradient."""
     n, c, h, w = maps.shape
     bands = _bands(maps, stride, pad)
-    out = maps.new_grad()
     if len(bands) == 1:
-        return maps.backward_rows(conv_input_grad(maps.shape, weight, grad, stride, pad), 0, h, out=out)
+        return maps.backward_rows(conv_input_grad(maps.shape, weight, grad, stride, pad), 0, h)
+    out = maps.new_grad()
     for start, stop, a, b in bands:
         # the output rows that reach rows [start, stop) are all in [a, b)
         g = conv_input_grad((n, c, b - a, w), weight, grad[:, :, a:b], 1, pad)[:, :, start - a:stop - a]
@@ -353,7 +353,7 @@ def first_block_max_pool_input_grad(maps: ClassMaps, weights: Sequence[Tensor], 
     pooling kernel's own backward), then through the convolutions and the ReLU ``masks``."""
     n, c, h, w = maps.shape
     bands = _bands(maps, 1, pad * len(weights), align=2)
-    out = maps.new_grad()
+    out = maps.new_grad() if len(bands) > 1 else None
     for start, stop, a, b in bands:
         top, bottom = a - a % 2, min(b + b % 2, h)  # the whole pooling windows over rows [a, b)
         lo, hi = top // 2, top // 2 + (bottom - top) // 2
@@ -365,5 +365,8 @@ def first_block_max_pool_input_grad(maps: ClassMaps, weights: Sequence[Tensor], 
             g = conv_input_grad((n, weights[j].shape[1], bottom - top, w), weights[j], g, 1, pad)
             if j:
                 g = torch.where(masks[j - 1][:, :, top:bottom], g, g.new_zeros(()), out=g)
-        maps.backward_rows(g[:, :, start - top:stop - top], start, stop, out=out[:, :, start:stop])
+        g = g[:, :, start - top:stop - top]
+        if out is None:
+            return maps.backward_rows(g, start, stop)
+        maps.backward_rows(g, start, stop, out=out[:, :, start:stop])
     return out

@@ -97,12 +97,14 @@ def test_banded_pooling_equals_autograd(bands, kind, masked, kernel_size, size, 
     # the CPU's case)
     for logits, rows in ((x, None), (x.contiguous(), torch.channels_last)):
         leaf = logits.clone().detach().requires_grad_()
-        feats = net(ClassMaps(leaf, kind, valid, layout=rows))
+        source, returned = leaf * 1, []  # a non-leaf: autograd relayouts a leaf's .grad itself
+        source.register_hook(returned.append)
+        feats = net(ClassMaps(source, kind, valid, layout=rows))
         sum((f * w).sum() for f, w in zip(feats, weights)).backward()
         for a, b in zip(feats, expected):
             torch.testing.assert_close(a, b)
         torch.testing.assert_close(leaf.grad, expected_grad)
-        assert leaf.grad.is_contiguous(memory_format=memory_format(logits))  # the logits' layout
+        assert returned[0].is_contiguous(memory_format=memory_format(logits))  # the logits' layout
         with torch.no_grad():  # as the target runs: no argmax kept
             for a, b in zip(net(ClassMaps(logits, kind, valid, layout=rows)), expected):
                 torch.testing.assert_close(a, b)
@@ -125,10 +127,14 @@ def test_banded_first_conv_equals_autograd(bands, kind, masked, kernel_size, lay
     weights = None
     grads = []
     feats_of = []
+    returned = []
     for fused in (True, False):
         bands(SMALL if fused else WHOLE)
         leaf = x.clone().detach().requires_grad_()
-        maps = ClassMaps(leaf, kind, valid) if fused else ClassMaps(_activate(leaf, kind, valid))
+        if fused:  # a non-leaf source: autograd relayouts a leaf's .grad itself
+            source = leaf * 1
+            source.register_hook(returned.append)
+        maps = ClassMaps(source, kind, valid) if fused else ClassMaps(_activate(leaf, kind, valid))
         feats = net(maps)
         if weights is None:
             weights = [torch.randn(f.shape, dtype=f.dtype, generator=g) for f in feats]
@@ -138,7 +144,26 @@ def test_banded_first_conv_equals_autograd(bands, kind, masked, kernel_size, lay
     for a, b in zip(*feats_of):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(grads[0], grads[1])
-    assert grads[0].is_contiguous(memory_format=layout)  # the logits' layout
+    assert returned[0].is_contiguous(memory_format=layout)  # the logits' layout
+
+
+@pytest.mark.parametrize('kind', ['none', 'softmax', 'sigmoid'])
+@pytest.mark.parametrize('rows', [None, torch.channels_last])
+@pytest.mark.parametrize('downsample', ['maxpool', 'avgpool'])
+def test_one_band_gradient_in_the_logits_layout(bands, kind, rows, downsample):
+    """Maps that fit one band: the gradient comes back in the NCHW logits' layout (the
+    weights are channels-last) and equals the banded one. Seen by a hook on a non-leaf source:
+    a leaf's ``.grad`` is brought to the leaf's layout by autograd itself."""
+    x = torch.randn(2, C, 23, 24, dtype=torch.float64)
+    net = RandomVGG(in_channels=C, num_convs=(1, 1), channels=(8, 8), downsample=downsample)
+    grads = []
+    for nbytes in (WHOLE, SMALL):
+        bands(nbytes)
+        source = x.clone().requires_grad_() * 1
+        source.register_hook(grads.append)
+        sum(f.sum() for f in net(ClassMaps(source, kind, layout=rows))).backward()
+    assert all(g.is_contiguous() for g in grads)
+    torch.testing.assert_close(grads[0], grads[1])
 
 
 @pytest.mark.parametrize('size', [(23, 24), (16, 32), (16, 31)])
