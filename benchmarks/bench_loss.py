@@ -5,8 +5,10 @@ and of the reference a user would write (an ``nn.Sequential`` VGG with the same 
 ``requires_grad=False``, the target detached, float32, ``F.mse_loss``, as mmagic's
 PerceptualLoss), their ratios, and whether both give the same loss value; the time ratio also
 with both sides starting from a decode head's 1/8-size logits, each resizing them as it uses
-them (mmperc in the layout ``RandomPerceptualLoss.memory_format`` asks for). Then the training
-step overhead of the perceptual term on PSPNet-R18. Runs unchanged with ``--device cuda``.
+them (mmperc in the layout ``RandomPerceptualLoss.memory_format`` asks for); on the CPU also
+with an allocator that keeps freed memory (a child process, :data:`KEPT_MEMORY_ENV`), since
+glibc's default makes every large tensor pay its page faults again, which costs the reference
+more. Then the training step overhead of the perceptual term on PSPNet-R18. Runs unchanged with ``--device cuda``.
 
     python benchmarks/bench_loss.py                 # CPU, quick settings
     python benchmarks/bench_loss.py --full          # the issue's grid: 19/150 classes, 512/769
@@ -296,12 +298,37 @@ def cpu_peaks_in_child(args: argparse.Namespace) -> List[List[float]]:
     returned when freed, so the peak RSS growth of one call is the memory it needed. Timing
     stays in this process with the default allocator (mmap'ing every tensor slows both sides).
     """
+    return child_json(args, '--peaks-only', dict(MALLOC_MMAP_THRESHOLD_='65536'))
+
+
+#: glibc keeping freed memory in the process (heap grown and trimmed 1 GiB at a time), as jemalloc,
+#: tcmalloc and CUDA's caching allocator do: large tensors then reuse resident pages instead of
+#: paying a page fault per 4 KiB each call, which glibc's default costs the reference more than
+#: mmperc (the reference allocates every layer's output and gradient whole)
+KEPT_MEMORY_ENV = dict(MALLOC_TOP_PAD_=str(2**30))
+
+
+def child_json(args: argparse.Namespace, flag: str, env: Dict[str, str]) -> List:
+    """The JSON a child run of this script with the hidden ``flag`` prints last, same settings."""
     import json
-    cmd = [sys.executable, os.path.abspath(__file__), '--peaks-only', '--batch', str(args.batch),
-           '--size', str(args.size), '--classes', *map(str, args.classes)] + (['--full'] if args.full else [])
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_='65536')
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    cmd = [sys.executable, os.path.abspath(__file__), flag, '--batch', str(args.batch), '--size', str(args.size),
+           '--repeats', str(args.repeats), '--classes', *map(str, args.classes)] + (['--full'] if args.full else [])
+    out = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def kept_memory_speedups(settings, batch: int, repeats: int) -> List[float]:
+    """Speedup over the reference (same NCHW maps, interleaved rounds) per setting; run in a child
+    with :data:`KEPT_MEMORY_ENV`."""
+    speedups = []
+    for num_convs, classes, size in settings:
+        pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, 'cpu')
+        values: Dict[str, List[float]] = {'ref': [], 'ours': []}
+        times = interleaved_ms({'ref': fwd_bwd(lambda: reference_loss(ref, pred, target), values['ref']),
+                                'ours': fwd_bwd(lambda: loss(pred, target), values['ours'])}, 'cpu', repeats)
+        assert _same(values['ours'], values['ref']), values
+        speedups.append(statistics.median(round_ratios(times['ref'], times['ours'])))
+    return speedups
 
 
 def loss_peaks(settings, batch: int) -> List[List[float]]:
@@ -329,6 +356,7 @@ def main() -> None:
     parser.add_argument('--step-repeats', type=int, default=5, help='rounds of the training-step benchmark')
     parser.add_argument('--peaks-only', action='store_true', help=argparse.SUPPRESS)  # the CPU memory child
     parser.add_argument('--step-only', action='store_true', help=argparse.SUPPRESS)  # the training-step child
+    parser.add_argument('--kept-only', action='store_true', help=argparse.SUPPRESS)  # the kept-memory child
     args = parser.parse_args()
     if args.step_only:
         print_step(args)
@@ -342,24 +370,34 @@ def main() -> None:
         import json
         print(json.dumps(loss_peaks(settings, args.batch)))
         return
+    if args.kept_only:
+        import json
+        print(json.dumps(kept_memory_speedups(settings, args.batch, args.repeats)))
+        return
     print(f'device={args.device} batch={args.batch} torch={torch.__version__} threads={torch.get_num_threads()}')
     print('\n1. Loss forward+backward: mmperc vs reference (same weights, float32)')
     print(f'{"structure":<18}{"C":>4}{"size":>6}{"ref ms":>9}{"ours ms":>9}{"speedup":>9}{"from 1/8":>9}'
-          f'{"ref MiB":>9}{"ours MiB":>9}{"memory":>8}{"saved":>7}  same value')
+          f'{"kept":>7}{"ref MiB":>9}{"ours MiB":>9}{"memory":>8}{"saved":>7}  same value')
     rows = bench_loss(settings, args.device, args.batch, args.repeats)
     if args.device == 'cpu':
         for r, (ref_mib, our_mib) in zip(rows, cpu_peaks_in_child(args)):
             r.update(ref_mib=ref_mib, our_mib=our_mib, memory=our_mib / ref_mib)
+        for r, kept in zip(rows, child_json(args, '--kept-only', KEPT_MEMORY_ENV)):
+            r.update(kept=kept)
     for r in rows:
         print(f'{r["structure"]:<18}{r["classes"]:>4}{r["size"]:>6}{r["ref_ms"]:>9.1f}{r["our_ms"]:>9.1f}'
-              f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
+              f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x{r.get("kept", nan):>6.2f}x{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
               f'  {r["same_value"]}')
     print(f'   targets: speedup >= {TARGET_SPEEDUP}x, memory (peak growth) <= {TARGET_MEMORY}x, same value '
           'within 1e-5 (both columns); saved = activation memory kept for backward, ours / reference; '
           'speedup: both sides given the same NCHW maps at label size; from 1/8: both from 1/8-size head '
           'logits, resized as each side uses them (mmperc as PerceptualDistillSegmentor does, in the '
           'layout loss.memory_format asks for; the reference NCHW, its faster layout)'
-          + ('; CPU peaks from a child process with MALLOC_MMAP_THRESHOLD_=65536' if args.device == 'cpu' else ''))
+          + ('; kept: speedup (same NCHW maps) in a child process whose allocator keeps freed memory '
+             f'({" ".join(f"{k}={v}" for k, v in KEPT_MEMORY_ENV.items())}, as jemalloc, tcmalloc and '
+             "CUDA's caching allocator do): glibc's default returns large freed tensors to the OS, and "
+             'the page faults of their next use cost the reference more than mmperc; '
+             'CPU peaks from a child process with MALLOC_MMAP_THRESHOLD_=65536' if args.device == 'cpu' else ''))
     # the step in a fresh process: not shaped by the allocator state the loss grid leaves behind
     # (multi-GiB tensors at 769 pixels), as a training process would not be
     cmd = [sys.executable, os.path.abspath(__file__), '--step-only', '--device', args.device, '--batch',
