@@ -301,10 +301,11 @@ def cpu_peaks_in_child(args: argparse.Namespace) -> List[List[float]]:
     return child_json(args, '--peaks-only', dict(MALLOC_MMAP_THRESHOLD_='65536'))
 
 
-#: glibc keeping freed memory in the process (heap grown and trimmed 1 GiB at a time), as jemalloc,
-#: tcmalloc and CUDA's caching allocator do: large tensors then reuse resident pages instead of
-#: paying a page fault per 4 KiB each call, which glibc's default costs the reference more than
-#: mmperc (the reference allocates every layer's output and gradient whole)
+#: glibc keeping freed memory in the process (heap grown and trimmed 1 GiB at a time), as CUDA's
+#: caching allocator does (and jemalloc with purging off; by default it purges, measured slower
+#: here): large tensors then reuse resident pages instead of paying a page fault per 4 KiB each
+#: call, which with glibc's default costs the reference more than mmperc (the reference
+#: allocates every layer's output and gradient whole)
 KEPT_MEMORY_ENV = dict(MALLOC_TOP_PAD_=str(2**30))
 
 
@@ -326,7 +327,7 @@ def kept_memory_speedups(settings, batch: int, repeats: int) -> List[float]:
         values: Dict[str, List[float]] = {'ref': [], 'ours': []}
         times = interleaved_ms({'ref': fwd_bwd(lambda: reference_loss(ref, pred, target), values['ref']),
                                 'ours': fwd_bwd(lambda: loss(pred, target), values['ours'])}, 'cpu', repeats)
-        assert _same(values['ours'], values['ref']), values
+        assert _same(values['ours'], values['ref']), f'different loss values: {values}'
         speedups.append(statistics.median(round_ratios(times['ref'], times['ours'])))
     return speedups
 
@@ -386,7 +387,8 @@ def main() -> None:
             r.update(kept=kept)
     for r in rows:
         print(f'{r["structure"]:<18}{r["classes"]:>4}{r["size"]:>6}{r["ref_ms"]:>9.1f}{r["our_ms"]:>9.1f}'
-              f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x{r.get("kept", nan):>6.2f}x{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
+              f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x' + (f'{r["kept"]:>6.2f}x' if 'kept' in r else f'{"-":>7}')
+              + f'{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
               f'  {r["same_value"]}')
     print(f'   targets: speedup >= {TARGET_SPEEDUP}x, memory (peak growth) <= {TARGET_MEMORY}x, same value '
           'within 1e-5 (both columns); saved = activation memory kept for backward, ours / reference; '
@@ -394,8 +396,8 @@ def main() -> None:
           'logits, resized as each side uses them (mmperc as PerceptualDistillSegmentor does, in the '
           'layout loss.memory_format asks for; the reference NCHW, its faster layout)'
           + ('; kept: speedup (same NCHW maps) in a child process whose allocator keeps freed memory '
-             f'({" ".join(f"{k}={v}" for k, v in KEPT_MEMORY_ENV.items())}, as jemalloc, tcmalloc and '
-             "CUDA's caching allocator do): glibc's default returns large freed tensors to the OS, and "
+             f'({" ".join(f"{k}={v}" for k, v in KEPT_MEMORY_ENV.items())}, as CUDA\'s caching allocator '
+             "does): glibc's default returns large freed tensors to the OS, and "
              'the page faults of their next use cost the reference more than mmperc; '
              'CPU peaks from a child process with MALLOC_MMAP_THRESHOLD_=65536' if args.device == 'cpu' else ''))
     # the step in a fresh process: not shaped by the allocator state the loss grid leaves behind
