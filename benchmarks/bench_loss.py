@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from math import nan
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -143,21 +143,32 @@ def _same(a: List[float], b: List[float]) -> bool:
     return abs(a[-1] - b[-1]) <= 1e-5 * abs(b[-1])
 
 
+def timed_fwd_bwd(fns: Dict[str, Callable[[], torch.Tensor]], device: str,
+                  repeats: int) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
+    """:func:`interleaved_ms` of ``fn().backward()`` for each of ``fns``, and the loss values each gave."""
+    values: Dict[str, List[float]] = {name: [] for name in fns}
+    return interleaved_ms({name: fwd_bwd(fn, values[name]) for name, fn in fns.items()}, device, repeats), values
+
+
+def median_ratio(times: Dict[str, List[float]], numerator: str, denominator: str) -> float:
+    """The median over rounds of ``times[numerator] / times[denominator]`` (:func:`round_ratios`)."""
+    return statistics.median(round_ratios(times[numerator], times[denominator]))
+
+
 def bench_loss(settings, device: str, batch: int, repeats: int) -> List[Dict]:
     rows = []
     for num_convs, classes, size in settings:
         pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, device)
         ref_fn, our_fn = lambda: reference_loss(ref, pred, target), lambda: loss(pred, target)
         ref_head, our_head = from_head_logits(loss, ref, classes, size, batch, device)
-        values: Dict[str, List[float]] = {name: [] for name in ('ref', 'ours', 'ref_head', 'our_head')}
-        fns = dict(ref=ref_fn, ours=our_fn, ref_head=ref_head, our_head=our_head)
-        times = interleaved_ms({name: fwd_bwd(fn, values[name]) for name, fn in fns.items()}, device, repeats)
+        times, values = timed_fwd_bwd(dict(ref=ref_fn, ours=our_fn, ref_head=ref_head, our_head=our_head),
+                                      device, repeats)
         m_ref, m_our = (cuda_peak_mib(ref_fn), cuda_peak_mib(our_fn)) if device == 'cuda' else (nan, nan)
         s_ref, s_our = saved_mib(ref_fn), saved_mib(our_fn)
         rows.append(dict(structure=str(num_convs), classes=classes, size=size,
                          ref_ms=statistics.median(times['ref']), our_ms=statistics.median(times['ours']),
-                         speedup=statistics.median(round_ratios(times['ref'], times['ours'])),
-                         head_speedup=statistics.median(round_ratios(times['ref_head'], times['our_head'])),
+                         speedup=median_ratio(times, 'ref', 'ours'),
+                         head_speedup=median_ratio(times, 'ref_head', 'our_head'),
                          ref_mib=m_ref, our_mib=m_our,
                          memory=m_our / m_ref if m_ref else nan, saved=s_our / s_ref,
                          same_value=_same(values['ours'], values['ref'])
@@ -255,7 +266,7 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
         teacher_ms = interleaved_ms({'teacher': lambda: distill.teacher_logits(inputs)}, device, repeats)['teacher']
     result = dict(plain_ms=statistics.median(times['plain']), teacher_ms=statistics.median(teacher_ms),
                   whole_ms=statistics.median(times['whole']),
-                  whole_ratio=statistics.median(round_ratios(times['whole'], times['plain'])), variants={})
+                  whole_ratio=median_ratio(times, 'whole', 'plain'), variants={})
     for name, _ in LOSS_VARIANTS:
         ratios = round_ratios(times[name], times['plain'])
         result['variants'][name] = (statistics.median(times[name]), statistics.median(ratios), min(ratios), max(ratios))
@@ -324,11 +335,10 @@ def kept_memory_speedups(settings, batch: int, repeats: int) -> List[float]:
     speedups = []
     for num_convs, classes, size in settings:
         pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, 'cpu')
-        values: Dict[str, List[float]] = {'ref': [], 'ours': []}
-        times = interleaved_ms({'ref': fwd_bwd(lambda: reference_loss(ref, pred, target), values['ref']),
-                                'ours': fwd_bwd(lambda: loss(pred, target), values['ours'])}, 'cpu', repeats)
+        times, values = timed_fwd_bwd(dict(ref=lambda: reference_loss(ref, pred, target),
+                                           ours=lambda: loss(pred, target)), 'cpu', repeats)
         assert _same(values['ours'], values['ref']), f'different loss values: {values}'
-        speedups.append(statistics.median(round_ratios(times['ref'], times['ours'])))
+        speedups.append(median_ratio(times, 'ref', 'ours'))
     return speedups
 
 
