@@ -1,23 +1,40 @@
 #!/usr/bin/env bash
 # Install mmperc's dependencies on a bare CUDA machine without network (wheels carried in .whl/,
-# mmcv's sdist in .mmcv_src/), build mmcv's ops, then run benchmarks/gpu_check.sh.
-# Writes everything under ${OUT:-work_dirs/gpu_check}.
-set -euo pipefail
+# mmcv's sdist in .mmcv_src/), build mmcv's ops, then measure: the band/layout sweep
+# (benchmarks/sweep_bands.py), the loss and training-step benchmark (benchmarks/bench_loss.py),
+# and the training runs of benchmarks/gpu_check.sh. Each stage runs even if one before it
+# failed; the exit status is the first failure's.
+# Writes everything under ${OUT:-work_dirs/gpu_check}:
+#   bash benchmarks/gpu_device_run.sh [ITERS]
+set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT=${OUT:-$ROOT/work_dirs/gpu_check}
+ITERS=${1:-40}
 mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$ROOT"/.whl/*.whl
-export PYTHONPATH=/tmp/site
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$ROOT"/.whl/*.whl || exit 1
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 start=$(date +%s)
 rm -rf /tmp/mmcv-2.1.0 && tar xzf "$ROOT"/.mmcv_src/mmcv-2.1.0.tar.gz -C /tmp
 (cd /tmp/mmcv-2.1.0 && CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 MAX_JOBS=16 python3 setup.py build_ext --inplace \
-    > "$OUT/mmcv_build.log" 2>&1) || { tail -40 "$OUT/mmcv_build.log"; exit 1; }
+    > /tmp/mmcv_build.log 2>&1) || { tail -40 /tmp/mmcv_build.log; exit 1; }
 echo "[device] mmcv built in $(( $(date +%s) - start )) s"
 export PYTHONPATH=/tmp/mmcv-2.1.0:/tmp/site:$ROOT
-python3 -c "import mmcv.ops, mmseg.models, mmdet.models, mmperc, torch; print('[device] imports ok', torch.__version__, torch.cuda.get_device_name(0))"
-RUN=/tmp/gpu_check  # data and work dirs stay on the machine; logs and tables are copied to $OUT
+python3 -c "import mmcv.ops, mmseg.models, mmdet.models, mmperc, torch; print('[device] imports ok', torch.__version__, torch.cuda.get_device_name(0))" || exit 1
 status=0
-GPU_CHECK_DIR=$RUN PYTHON=python3 bash "$ROOT/benchmarks/gpu_check.sh" "${1:-40}" > "$OUT/gpu_check.txt" 2>&1 || status=$?
-cat "$OUT/gpu_check.txt"
+stage() {  # stage NAME COMMAND...: output to the terminal and $OUT/NAME.txt
+    local name=$1; shift
+    echo "[device] $name: $* ($(date +%T))"
+    "$@" 2>&1 | tee "$OUT/$name.txt"
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" = 0 ] || { echo "[device] $name failed ($rc)"; [ "$status" != 0 ] || status=$rc; }
+}
+cd "$ROOT"
+stage sweep python3 benchmarks/sweep_bands.py --device cuda --batch 8 --size 769 --budgets 8 64 256 0
+stage bench_loss python3 benchmarks/bench_loss.py --device cuda --batch 8 --full --step-size 769
+RUN=/tmp/gpu_check  # data and work dirs stay on the machine; the run logs are copied to $OUT
+export GPU_CHECK_SKIP_BENCH=1 GPU_CHECK_DIR=$RUN PYTHON=python3
+stage gpu_check bash benchmarks/gpu_check.sh "$ITERS"
 cp "$RUN"/*.log "$OUT"/ 2>/dev/null || true
+echo "[device] done ($(date +%T)), status $status"
 exit $status

@@ -18,8 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: Bytes of activated class maps per band of rows; maps up to this size run in one piece.
+#: Bytes of activated class maps per band of rows on the CPU; maps up to this size run in one
+#: piece. Sized for its caches: a band stays there from its activation to its convolution.
 BAND_BYTES = 8 * 2**20
+#: The same on other devices (GPUs): a GPU gains nothing from a band in its cache but pays a
+#: kernel launch per op and band, so bands there only bound the memory (at 769x769, batch 8:
+#: 2 bands with 19 classes, 11 with 150); ``benchmarks/sweep_bands.py`` measures the choice.
+DEVICE_BAND_BYTES = 256 * 2**20
 #: Fewest rows per band, per row of the kernel's reach, so that the reach (its rows activated and
 #: convolved by both neighbouring bands) costs at most 1/8 more: at 769x769 with 150 classes the
 #: byte budget alone gave bands of 7 rows, 11-12% slower than bands of 16 or 33 (first layer).
@@ -99,13 +104,15 @@ class ClassMaps:
 
     def bands(self, reach: int, align: int = 1) -> Tuple[Tuple[int, int], ...]:
         """``(start, stop)`` of equal bands of rows, each (with ``reach`` rows above and
-        below) at most :data:`BAND_BYTES` of activated maps, and all but the last at least
+        below) at most :data:`BAND_BYTES` (:data:`DEVICE_BAND_BYTES` off the CPU) of activated
+        maps, and all but the last at least
         :data:`ROWS_PER_REACH` rows per row of reach and a multiple of ``align`` rows (the
         last one at least ``align`` rows); one band when the maps fit."""
         n, c, h, w = self.shape
         itemsize = torch.empty((), dtype=self.dtype).element_size()
         fewest = ROWS_PER_REACH * max(reach, 1)
-        rows = max(BAND_BYTES // max(n * c * w * itemsize, 1) - 2 * reach, fewest)
+        budget = BAND_BYTES if self.device.type == 'cpu' else DEVICE_BAND_BYTES
+        rows = max(budget // max(n * c * w * itemsize, 1) - 2 * reach, fewest)
         if rows >= h:
             return ((0, h), )
         size = max(-(-h // -(-h // rows)), fewest)  # ceil(h / number of bands)

@@ -15,6 +15,9 @@ InitType = Union[str, Dict]
 _DOWNSAMPLE_MODES = ('maxpool', 'avgpool', 'conv')
 _NAMED_INITS = ('paper', 'xavier')
 _DICT_INITS = ('normal', 'uniform')
+#: The weights' memory layout per device type (others: NCHW). Channels-last on the CPU (see
+#: :meth:`RandomVGG._relayout`); ``benchmarks/sweep_bands.py`` measures both layouts on a GPU.
+LAYOUTS: Dict[str, torch.memory_format] = {'cpu': torch.channels_last}
 
 
 def _check_init(init: InitType) -> None:
@@ -197,9 +200,9 @@ class RandomVGG(nn.Module):
     @staticmethod
     def memory_format(device: Union[str, torch.device]) -> torch.memory_format:
         """The memory layout of the weights on ``device`` (see :meth:`_relayout`), which is the
-        layout the input runs fastest in: ``torch.channels_last`` on the CPU, else
-        ``torch.contiguous_format``."""
-        return torch.channels_last if torch.device(device).type == 'cpu' else torch.contiguous_format
+        layout the input runs fastest in: :data:`LAYOUTS` of its type (``torch.channels_last``
+        on the CPU), else ``torch.contiguous_format``."""
+        return LAYOUTS.get(torch.device(device).type, torch.contiguous_format)
 
     def _apply(self, fn: Callable, recurse: bool = True) -> 'RandomVGG':
         module = super()._apply(fn, recurse)

@@ -1,0 +1,99 @@
+"""The loss's band budget and weight layout on one device, measured side by side.
+
+For each structure and class count, times mmperc's forward+backward (median of interleaved
+rounds) and its peak memory with every band budget (:data:`class_maps.DEVICE_BAND_BYTES`, or
+:data:`class_maps.BAND_BYTES` on the CPU) and both weight layouts (:data:`random_vgg.LAYOUTS`),
+beside the reference of ``bench_loss.py`` given the same maps, in float32 and, on CUDA, under
+bf16 autocast. This is the evidence for those defaults on a GPU:
+
+    python benchmarks/sweep_bands.py --device cuda --batch 8 --size 769
+"""
+import argparse
+import copy
+import os
+import statistics
+import sys
+from typing import Callable, Dict, Iterator, List
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_loss import (_loss_setting, _same, cuda_peak_mib, median_ratio, reference_loss,  # noqa: E402
+                        timed_fwd_bwd, weights_layout)
+
+from mmperc.models.losses import class_maps, random_vgg  # noqa: E402
+
+LAYOUT_NAMES = {'nchw': torch.contiguous_format, 'channels_last': torch.channels_last}
+
+
+def set_budget(device: str, mib: float) -> None:
+    """The band budget of ``device``'s type, in MiB (0: one band, the whole maps)."""
+    nbytes = int(mib * 2**20) if mib else 2**62
+    setattr(class_maps, 'BAND_BYTES' if device == 'cpu' else 'DEVICE_BAND_BYTES', nbytes)
+
+
+def sweep(device: str, batch: int, size: int, classes: List[int], budgets: List[float], repeats: int,
+          amp: bool) -> Iterator[Dict]:
+    """One row per structure, class count, layout and budget: mmperc's ms, speedup over the
+    reference and peak memory (CUDA) against the reference's."""
+    kind = torch.device(device).type
+    for num_convs in ((2, 2, 3, 3, 3), (1, 1, 1, 1, 1)):
+        for c in classes:
+            pred, target, loss, ref = _loss_setting(num_convs, c, size, batch, device)
+            fns = {'ref': lambda: reference_loss(ref, pred, target)}
+            for layout, fmt in LAYOUT_NAMES.items():
+                with weights_layout(device, fmt):
+                    laid_out = copy.deepcopy(loss).to(device)  # the weights in this layout
+                for mib in budgets:
+                    fns[f'{layout} {mib:g}'] = _with(kind, fmt, mib, lambda m=laid_out: m(pred, target))
+            with torch.autocast(kind, dtype=torch.bfloat16, enabled=amp):
+                times, values = timed_fwd_bwd(fns, device, repeats)
+                peaks = {name: cuda_peak_mib(fn) for name, fn in fns.items()} if kind == 'cuda' else {}
+            for name in list(fns)[1:]:
+                layout, mib = name.split()
+                yield dict(structure=str(num_convs), classes=c, layout=layout, mib=mib,
+                           ms=statistics.median(times[name]), ref_ms=statistics.median(times['ref']),
+                           speedup=median_ratio(times, 'ref', name),
+                           memory=peaks[name] / peaks['ref'] if peaks else float('nan'),
+                           peak_mib=peaks.get(name, float('nan')),
+                           same='-' if amp else _same(values[name], values['ref']))
+
+
+def _with(kind: str, layout: torch.memory_format, mib: float, fn: Callable[[], torch.Tensor]):
+    """``fn`` run with the activated maps in ``layout`` and the band budget ``mib``."""
+    def run() -> torch.Tensor:
+        set_budget(kind, mib)
+        with weights_layout(kind, layout):
+            return fn()
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--size', type=int, default=256)
+    parser.add_argument('--classes', type=int, nargs='+', default=[19, 150])
+    parser.add_argument('--budgets', type=float, nargs='+', default=[8, 64, 256, 1024, 0],
+                        help='band budgets in MiB (0: the whole maps in one band)')
+    parser.add_argument('--repeats', type=int, default=5)
+    args = parser.parse_args()
+    if torch.device(args.device).type == 'cuda':
+        torch.backends.cudnn.benchmark = True  # as mmseg's configs train (env_cfg.cudnn_benchmark)
+    print(f'device={args.device} ({torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu"}) '
+          f'batch={args.batch} size={args.size} torch={torch.__version__}; defaults: bands of '
+          f'{class_maps.BAND_BYTES / 2**20:g} MiB on the CPU, {class_maps.DEVICE_BAND_BYTES / 2**20:g} MiB '
+          f'elsewhere; weight layouts {random_vgg.LAYOUTS} (elsewhere NCHW)')
+    for amp in ([False, True] if torch.device(args.device).type == 'cuda' else [False]):
+        print(f'\n{"bf16 autocast" if amp else "float32"}: mmperc forward+backward per band budget (MiB, 0 = whole '
+              'maps) and weight layout; speedup over the reference (same maps, interleaved rounds)')
+        print(f'{"structure":<18}{"C":>4}{"layout":>15}{"MiB":>6}{"ms":>9}{"ref ms":>9}{"speedup":>9}'
+              f'{"peak MiB":>10}{"memory":>8}  same value')
+        for r in sweep(args.device, args.batch, args.size, args.classes, args.budgets, args.repeats, amp):
+            print(f'{r["structure"]:<18}{r["classes"]:>4}{r["layout"]:>15}{r["mib"]:>6}{r["ms"]:>9.1f}'
+                  f'{r["ref_ms"]:>9.1f}{r["speedup"]:>8.2f}x{r["peak_mib"]:>10.1f}{r["memory"]:>7.2f}x  {r["same"]}',
+                  flush=True)
+
+
+if __name__ == '__main__':
+    main()
