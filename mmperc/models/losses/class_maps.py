@@ -216,9 +216,9 @@ def to_channels_last(x: Tensor, dtype: torch.dtype) -> Tensor:
     the same cache sets, which PyTorch's direct copy thrashes; the rows are then first copied
     (a plain copy) into a buffer whose planes are 64 bytes longer, and transposed from there
     (150 classes at 256x256, with the softmax after it: 59 vs 100 ms per map; at 769x769,
-    whose planes do not align, the direct copy is kept: 400 vs 557 ms)."""
+    whose planes do not align, the direct copy is kept: 400 vs 557 ms). A CPU's caches only."""
     n, c, h, w = x.shape
-    if c > 1 and x.stride(1) * x.element_size() % 4096 == 0:
+    if c > 1 and x.device.type == 'cpu' and x.stride(1) * x.element_size() % 4096 == 0:
         buffer = torch.empty((n, c, h * w + 64 // x.element_size()), dtype=x.dtype, device=x.device)
         x = buffer[:, :, :h * w].view(n, c, h, w).copy_(x)
     return x.to(dtype, memory_format=torch.channels_last)
@@ -341,9 +341,11 @@ def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
             rows = y[k, :, start - a:stop - a]
             if indices is None:
                 out[k, :, lo:hi] = F.max_pool2d(rows, 2, 2)
-            else:
+            elif len(images) > 1:  # one image's rows of a channels-last map: dense, written in place
                 torch.ops.aten.max_pool2d_with_indices.out(rows, [2, 2], [2, 2], [0, 0], [1, 1], False,
                                                            out=out[k, :, lo:hi], indices=indices[k, :, lo:hi])
+            else:  # rows of NCHW maps are not dense: CUDA's kernel would not write them in place
+                out[k, :, lo:hi], indices[k, :, lo:hi] = F.max_pool2d(rows, 2, 2, return_indices=True)
         if indices is not None:
             indices[:, :, lo:hi].add_(start * w)
     out.relu_()

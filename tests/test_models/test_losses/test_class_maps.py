@@ -1,6 +1,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmperc.models import RandomPerceptualLoss, RandomVGG
 from mmperc.models.losses import class_maps
@@ -295,3 +296,35 @@ def test_float_target_takes_the_prediction_dtype():
     value.backward()
     expected = F.mse_loss(loss.network(pred.detach())[-1], loss.network(target.double())[-1])
     torch.testing.assert_close(value.detach(), expected)
+
+
+@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
+def test_banded_pooling_writes_in_place_only_dense_outputs(bands, layout):
+    """CUDA's max pooling kernel, given an ``out=`` that is not dense (rows of NCHW maps), writes
+    elsewhere and leaves those rows unwritten (seen on an H200: loss values off and changing
+    from call to call, NaN gradients under bf16); the CPU's writes them. So every
+    ``max_pool2d_with_indices.out`` of the banded first block must get dense outputs (one
+    image's rows of a channels-last map), in both layouts."""
+    outs = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.ops.aten.max_pool2d_with_indices.out:
+                outs.extend((kwargs['out'], kwargs['indices']))
+            return func(*args, **kwargs)
+
+    net = RandomVGG(in_channels=C, num_convs=(1, 1), channels=(8, 8))
+    for i, w in enumerate(net.weights()):
+        net._buffers[f'weight{i}'] = w.contiguous(memory_format=layout)
+    x = torch.randn(2, C, 24, 24, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
+    bands(SMALL)
+    assert len(ClassMaps(x).bands(1, align=2)) > 2
+    with Record():
+        feats = net(ClassMaps(x, 'softmax'))
+    assert all(t.is_contiguous(memory_format=memory_format(t)) for t in outs)
+    assert outs or layout == torch.contiguous_format  # channels-last: pooled in place, image by image
+    bands(WHOLE)
+    expected = net(x.detach().softmax(1))
+    for a, b in zip(feats, expected):
+        torch.testing.assert_close(a, b)
