@@ -8,22 +8,24 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 ITERS=${1:-40}
 OUT=${GPU_CHECK_DIR:-work_dirs/gpu_check}
+LOGS=${GPU_CHECK_LOGS:-$OUT}  # each run's log, written as it runs
 PYTHON=${PYTHON:-python3}
 export PYTHON PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$LOGS"
 "$PYTHON" benchmarks/gpu_prepare.py --out "$OUT" --iters "$ITERS"
 PERC=configs/perc/pspnet_r18-d8_perc-r101_4xb2-40k_cityscapes-769x769.py
 BASE=configs/pspnet/pspnet_r18-d8_4xb2-40k_cityscapes-769x769.py
 for amp in "" "--amp"; do
     for cfg in "$BASE" "$PERC"; do
         name=$(basename "$cfg" .py)${amp:+_amp}
-        echo "[gpu_check] $name"
+        echo "[gpu_check] $name ($(date +%T))"
         teacher=""
         [ "$cfg" = "$PERC" ] && teacher="model.teacher.checkpoint=$OUT/teacher_r101.pth"
         # shellcheck disable=SC2046
         bash tools/dist_train.sh "$cfg" 1 --work-dir "$OUT/$name" $amp --cfg-options $(cat "$OUT/options.txt") $teacher \
-            > "$OUT/$name.log" 2>&1 || { tail -50 "$OUT/$name.log"; exit 1; }
+            > "$LOGS/$name.log" 2>&1 || { tail -50 "$LOGS/$name.log"; exit 1; }
     done
 done
+echo "[gpu_check] runs done ($(date +%T))"
 "$PYTHON" benchmarks/gpu_prepare.py --out "$OUT" --iters "$ITERS" --summarize
 [ -n "${GPU_CHECK_SKIP_BENCH:-}" ] || "$PYTHON" benchmarks/bench_loss.py --device cuda --batch 8 --full --step-size 769 2>&1 | tee "$OUT/bench_loss.txt"

@@ -3,8 +3,9 @@
 For each structure and class count, times mmperc's forward+backward (median of interleaved
 rounds) and its peak memory with every band budget (:data:`class_maps.DEVICE_BAND_BYTES`, or
 :data:`class_maps.BAND_BYTES` on the CPU) and both weight layouts (:data:`random_vgg.LAYOUTS`),
-beside the reference of ``bench_loss.py`` given the same maps, in float32 and, on CUDA, under
-bf16 autocast. This is the evidence for those defaults on a GPU:
+beside the reference of ``bench_loss.py`` given the same maps, in float32 (the value checked
+with TF32 off on CUDA) and, on CUDA, under bf16 autocast. This is the evidence for those
+defaults on a GPU:
 
     python benchmarks/sweep_bands.py --device cuda --batch 8 --size 769
 """
@@ -18,8 +19,8 @@ from typing import Callable, Dict, Iterator, List
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_loss import (_loss_setting, _same, cuda_peak_mib, median_ratio, reference_loss,  # noqa: E402
-                        timed_fwd_bwd, weights_layout)
+from bench_loss import (_loss_setting, _same, compared_values, cuda_peak_mib, median_ratio,  # noqa: E402
+                        reference_loss, timed_fwd_bwd, weights_layout)
 
 from mmperc.models.losses import class_maps, random_vgg  # noqa: E402
 
@@ -48,6 +49,7 @@ def sweep(device: str, batch: int, size: int, classes: List[int], budgets: List[
                     fns[f'{layout} {mib:g}'] = _with(kind, fmt, mib, lambda m=laid_out: m(pred, target))
             with torch.autocast(kind, dtype=torch.bfloat16, enabled=amp):
                 times, values = timed_fwd_bwd(fns, device, repeats)
+                values = values if amp else compared_values(fns, device, values)
                 peaks = {name: cuda_peak_mib(fn) for name, fn in fns.items()} if kind == 'cuda' else {}
             for name in list(fns)[1:]:
                 layout, mib = name.split()

@@ -298,20 +298,24 @@ def test_float_target_takes_the_prediction_dtype():
     torch.testing.assert_close(value.detach(), expected)
 
 
+def _dense(t: torch.Tensor) -> bool:
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
+
+
 @pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
-def test_banded_pooling_writes_in_place_only_dense_outputs(bands, layout):
+def test_banded_block_writes_in_place_only_dense_outputs(bands, layout):
     """CUDA's max pooling kernel, given an ``out=`` that is not dense (rows of NCHW maps), writes
     elsewhere and leaves those rows unwritten (seen on an H200: loss values off and changing
-    from call to call, NaN gradients under bf16); the CPU's writes them. So every
-    ``max_pool2d_with_indices.out`` of the banded first block must get dense outputs (one
-    image's rows of a channels-last map), in both layouts."""
+    from call to call, NaN gradients under bf16); the CPU's writes them. So every ``.out`` op of
+    the banded first block, forward and backward (pooling, softmax and its backward image by
+    image), must get dense outputs, with the weights and logits in either layout."""
     outs = []
 
     class Record(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            if func is torch.ops.aten.max_pool2d_with_indices.out:
-                outs.extend((kwargs['out'], kwargs['indices']))
+            if func._overloadname == 'out':
+                outs.extend((func, v) for v in kwargs.values() if isinstance(v, torch.Tensor))
             return func(*args, **kwargs)
 
     net = RandomVGG(in_channels=C, num_convs=(1, 1), channels=(8, 8))
@@ -322,9 +326,15 @@ def test_banded_pooling_writes_in_place_only_dense_outputs(bands, layout):
     assert len(ClassMaps(x).bands(1, align=2)) > 2
     with Record():
         feats = net(ClassMaps(x, 'softmax'))
-    assert all(t.is_contiguous(memory_format=memory_format(t)) for t in outs)
-    assert outs or layout == torch.contiguous_format  # channels-last: pooled in place, image by image
+        sum(f.sum() for f in feats).backward()
+    assert all(_dense(t) for _, t in outs), [(f, t.shape, t.stride()) for f, t in outs if not _dense(t)]
+    ops = {f for f, _ in outs}
+    if layout == torch.channels_last:  # pooled in place image by image; softmax over NHWC images
+        assert torch.ops.aten.max_pool2d_with_indices.out in ops and torch.ops.aten._softmax.out in ops
     bands(WHOLE)
-    expected = net(x.detach().softmax(1))
+    leaf = x.detach().requires_grad_()
+    expected = net(leaf.softmax(1))
+    sum(f.sum() for f in expected).backward()
     for a, b in zip(feats, expected):
         torch.testing.assert_close(a, b)
+    torch.testing.assert_close(x.grad, leaf.grad)
