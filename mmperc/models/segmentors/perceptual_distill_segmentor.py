@@ -235,7 +235,7 @@ class PerceptualDistillSegmentor(EncoderDecoder):
         losses = head.loss_by_feat(seg_logits, data_samples)
         seg_label = head._stack_batch_gt(data_samples).squeeze(1)
         size = seg_label.shape[-2:]
-        # both sides resized in the layout the loss reads fastest (channels-last on the CPU):
+        # both sides resized in the layout the loss reads fastest (channels-last on the CPU and CUDA):
         # only the small logits are transposed, the resized maps come out in it
         layout = self._perc_memory_format(seg_logits.device)
         student = resize(seg_logits.contiguous(memory_format=layout), size=size, mode='bilinear',
