@@ -341,10 +341,11 @@ def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
             rows = y[k, :, start - a:stop - a]
             if indices is None:
                 out[k, :, lo:hi] = F.max_pool2d(rows, 2, 2)
-            elif len(images) > 1:  # one image's rows of a channels-last map: dense, written in place
+            elif out[k, :, lo:hi].is_contiguous(memory_format=memory_format(out)):
+                # one image's rows of a channels-last map (or the whole map): dense, written in place
                 torch.ops.aten.max_pool2d_with_indices.out(rows, [2, 2], [2, 2], [0, 0], [1, 1], False,
                                                            out=out[k, :, lo:hi], indices=indices[k, :, lo:hi])
-            else:  # rows of NCHW maps are not dense: CUDA's kernel would not write them in place
+            else:  # rows of NCHW maps are not dense, and CUDA's kernel would not write them in place
                 out[k, :, lo:hi], indices[k, :, lo:hi] = F.max_pool2d(rows, 2, 2, return_indices=True)
         if indices is not None:
             indices[:, :, lo:hi].add_(start * w)
