@@ -2,6 +2,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmperc.models import RandomPerceptualLoss, RandomVGG
 
@@ -191,9 +192,40 @@ def test_float64_bf16_autocast_and_channels_last():
     assert torch.isfinite(pred_grad.grad).all()
 
 
+@pytest.mark.parametrize('target', ['logits', 'labels'])
+def test_autocast_option_runs_the_network_in_bf16_from_a_float32_caller(target):
+    """``autocast='bfloat16'``: the convolutions in bf16 without the caller autocasting; the value
+    and the float32 gradient close to float32's; None keeps a caller's autocast on."""
+    convs = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.convolution, torch.ops.aten.convolution_backward):
+                convs.append(args[0].dtype)
+            return func(*args, **(kwargs or {}))
+
+    pred = _logits(h=64, w=64)
+    tgt = _logits(h=64, w=64, seed=2) if target == 'logits' else _labels(h=64, w=64)
+    exact, half = (pred.clone().requires_grad_() for _ in range(2))
+    expected = RandomPerceptualLoss(**SMALL)(exact, tgt)
+    expected.backward()
+    with Record():
+        value = RandomPerceptualLoss(**SMALL, autocast='bfloat16')(half, tgt)
+        value.backward()
+    assert convs and all(dtype == torch.bfloat16 for dtype in convs)
+    assert value.dtype == torch.float32 and half.grad.dtype == torch.float32
+    assert value.item() == pytest.approx(expected.item(), rel=2e-2)
+    assert F.cosine_similarity(half.grad.flatten(), exact.grad.flatten(), dim=0) > 0.95
+    convs.clear()
+    with Record(), torch.autocast('cpu', dtype=torch.bfloat16):  # None: the caller's autocast
+        RandomPerceptualLoss(**SMALL)(pred, tgt)
+    assert convs and all(dtype == torch.bfloat16 for dtype in convs)
+
+
 @pytest.mark.parametrize('kwargs', [
     dict(criterion='huber'), dict(pred_activation='relu'), dict(target_activation='tanh'),
     dict(reduction='max'), dict(layer_weights=(1, 2)), dict(resize=-1), dict(loss_name='perc'),
+    dict(autocast='int8'),
 ])
 def test_unknown_options_raise_value_error(kwargs):
     with pytest.raises(ValueError):
