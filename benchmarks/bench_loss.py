@@ -200,6 +200,7 @@ LOSS_VARIANTS = [
     ('+ resize=0.5', dict(resize=0.5)),
     ('VGG16 (paper Sec. 4.2)', dict(num_convs=(2, 2, 3, 3, 3))),
     ('VGG16 + resize=0.5', dict(num_convs=(2, 2, 3, 3, 3), resize=0.5)),
+    ('+ autocast=bfloat16', dict(autocast='bfloat16')),
 ]
 PLAIN_CONFIG = 'configs/pspnet/pspnet_r18-d8_4xb2-40k_cityscapes-769x769.py'
 PERC_CONFIG = 'configs/perc/pspnet_r18-d8_perc-r101_4xb2-40k_cityscapes-769x769.py'
