@@ -438,4 +438,4 @@ class RandomPerceptualLoss(nn.Module):
         return (f'layer_weights={self.layer_weights}, criterion={self.criterion!r}, '
                 f'pred_activation={self.pred_activation!r}, '
                 f'target_activation={self.target_activation!r}, resize={self.resize!r}, '
-                f'loss_weight={self.loss_weight}')
+                f'autocast={self.autocast!r}, loss_weight={self.loss_weight}')
