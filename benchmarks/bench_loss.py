@@ -162,9 +162,12 @@ def compared_values(fns: Dict[str, Callable[[], torch.Tensor]], device: str,
     between algorithms and layouts by far more than 1e-5; the definition is checked in float32."""
     if torch.device(device).type != 'cuda':
         return values
-    with torch.backends.cudnn.flags(enabled=True, benchmark=torch.backends.cudnn.benchmark,
-                                    deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+    allow_tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
         return {name: [float(fn().detach())] for name, fn in fns.items()}
+    finally:
+        torch.backends.cudnn.allow_tf32 = allow_tf32
 
 
 def median_ratio(times: Dict[str, List[float]], numerator: str, denominator: str) -> float:
@@ -303,14 +306,14 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
 
     default_loss = distill.loss_perc
     runs = {'plain': step(student, lambda m: m.loss(inputs, samples))}
-    variants = list(LOSS_VARIANTS)
+    variants = [(name, options, None) for name, options in LOSS_VARIANTS]
     if device == 'cuda':
         # the default with the other weight layout (evidence for random_vgg.LAYOUTS), and without
         # the finiteness checks, whose result the host waits for (a CUDA sync per checked input)
-        variants += [('config default, ' + _LAYOUT_NAMES[_other_layout(device)], {}),
-                     ('config default, check_finite=False', dict(check_finite=False))]
-    for name, options in variants:
-        layout = _other_layout(device) if name.endswith(' weights') else None
+        other = _other_layout(device)
+        variants += [('config default, ' + _LAYOUT_NAMES[other], {}, other),
+                     ('config default, check_finite=False', dict(check_finite=False), None)]
+    for name, options, layout in variants:
         with weights_layout(device, layout):
             variant = MODELS.build(dict(cfg.model.loss_perc, **options)).to(device) if options or layout \
                 else default_loss
@@ -322,7 +325,7 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
     result = dict(plain_ms=statistics.median(times['plain']), teacher_ms=statistics.median(teacher_ms),
                   whole_ms=statistics.median(times['whole']),
                   whole_ratio=median_ratio(times, 'whole', 'plain'), variants={})
-    for name, _ in variants:
+    for name, _, _ in variants:
         ratios = round_ratios(times[name], times['plain'])
         result['variants'][name] = (statistics.median(times[name]), statistics.median(ratios), min(ratios), max(ratios))
     distill.loss_perc = default_loss
@@ -420,6 +423,7 @@ def main() -> None:
     parser.add_argument('--classes', type=int, nargs='+', default=[19, 150], help='class counts of the loss settings')
     parser.add_argument('--step-size', type=int, default=256, help='input size of the training-step benchmark')
     parser.add_argument('--step-repeats', type=int, default=5, help='rounds of the training-step benchmark')
+    parser.add_argument('--no-step', action='store_true', help='the loss table only, without the training step')
     parser.add_argument('--peaks-only', action='store_true', help=argparse.SUPPRESS)  # the CPU memory child
     parser.add_argument('--step-only', action='store_true', help=argparse.SUPPRESS)  # the training-step child
     parser.add_argument('--kept-only', action='store_true', help=argparse.SUPPRESS)  # the kept-memory child
@@ -468,6 +472,8 @@ def main() -> None:
              "does): glibc's default returns large freed tensors to the OS, and "
              'the page faults of their next use cost the reference more than mmperc; '
              'CPU peaks from a child process with MALLOC_MMAP_THRESHOLD_=65536' if args.device == 'cpu' else ''))
+    if args.no_step:
+        return
     # the step in a fresh process: not shaped by the allocator state the loss grid leaves behind
     # (multi-GiB tensors at 769 pixels), as a training process would not be
     cmd = [sys.executable, os.path.abspath(__file__), '--step-only', '--device', args.device, '--batch',

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Install mmperc's dependencies on a bare CUDA machine without network (wheels carried in .whl/,
 # mmcv's sdist in .mmcv_src/), build mmcv's ops, then measure: the training runs of
-# benchmarks/gpu_check.sh, the loss and training-step benchmark (benchmarks/bench_loss.py) and
-# the band/layout sweep (benchmarks/sweep_bands.py), each within its time limit and even if one
-# before it failed; the exit status is the first failure's.
+# benchmarks/gpu_check.sh, the training-step ratios and the loss table of
+# benchmarks/bench_loss.py, and the band/layout sweep (benchmarks/sweep_bands.py), each within its
+# time limit and even if one before it failed; the exit status is the first failure's.
 # Writes everything under ${OUT:-work_dirs/gpu_check}:
 #   bash benchmarks/gpu_device_run.sh [ITERS]       (default 30)
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT=${OUT:-$ROOT/work_dirs/gpu_check}
 ITERS=${1:-30}
-mkdir -p "$OUT"
+mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)  # absolute: the stages run from $ROOT
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     "$ROOT"/.whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
@@ -22,20 +22,31 @@ echo "[device] mmcv built in $(( $(date +%s) - start )) s"
 export PYTHONPATH=/tmp/mmcv-2.1.0:/tmp/site:$ROOT
 python3 -c "import mmcv.ops, mmseg.models, mmdet.models, mmperc, torch; print('[device] imports ok', torch.__version__, torch.cuda.get_device_name(0))" || exit 1
 status=0
+gpu_idle() {  # wait (at most 20 s) until no process holds the GPU: torchrun's workers run in
+    # their own sessions, so a stage's timeout may return before they have let go of it
+    for _ in $(seq 20); do
+        [ -z "$(nvidia-smi --query-compute-apps=pid --format=csv,noheader 2>/dev/null)" ] && return
+        sleep 1
+    done
+    echo "[device] the GPU is still in use: $(nvidia-smi --query-compute-apps=pid,name --format=csv,noheader)"
+}
 stage() {  # stage NAME SECONDS COMMAND...: at most SECONDS, output to the terminal and $OUT/NAME.txt
     local name=$1 limit=$2; shift 2
     echo "[device] $name: $* ($(date +%T), at most $limit s)"
-    timeout "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
+    timeout -k 15 "$limit" "$@" 2>&1 | tee "$OUT/$name.txt"
     local rc=${PIPESTATUS[0]}
     [ "$rc" = 0 ] || { echo "[device] $name failed ($rc)"; [ "$status" != 0 ] || status=$rc; }
+    gpu_idle
 }
 cd "$ROOT"
 # within one 600 s call after a 2-minute build: the training runs first (the issue's proof), then
-# the loss and step benchmark, then the band/layout sweep
+# the training-step ratios, the loss table, the band/layout sweep
 export GPU_CHECK_SKIP_BENCH=1 GPU_CHECK_DIR=/tmp/gpu_check GPU_CHECK_LOGS=$OUT PYTHON=python3
-stage gpu_check "${GPU_CHECK_LIMIT:-220}" bash benchmarks/gpu_check.sh "$ITERS"
-stage bench_loss "${BENCH_LIMIT:-170}" python3 benchmarks/bench_loss.py --device cuda --batch 8 --full --step-size 769
-stage sweep "${SWEEP_LIMIT:-50}" python3 benchmarks/sweep_bands.py --device cuda --batch 8 --size 769 --budgets 64 256 0 \
+stage gpu_check "${GPU_CHECK_LIMIT:-200}" bash benchmarks/gpu_check.sh "$ITERS"
+stage bench_step "${STEP_LIMIT:-100}" python3 benchmarks/bench_loss.py --step-only --device cuda --batch 8 \
+    --step-size 769 --step-repeats 3
+stage bench_loss "${BENCH_LIMIT:-70}" python3 benchmarks/bench_loss.py --device cuda --batch 8 --full --no-step
+stage sweep "${SWEEP_LIMIT:-45}" python3 benchmarks/sweep_bands.py --device cuda --batch 8 --size 769 --budgets 256 0 \
     --repeats 3
 echo "[device] done ($(date +%T)), status $status"
 exit $status

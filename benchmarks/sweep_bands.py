@@ -3,7 +3,8 @@
 For each structure and class count, times mmperc's forward+backward (median of interleaved
 rounds) and its peak memory with every band budget (:data:`class_maps.DEVICE_BAND_BYTES`, or
 :data:`class_maps.BAND_BYTES` on the CPU) and both weight layouts (:data:`random_vgg.LAYOUTS`),
-beside the reference of ``bench_loss.py`` given the same maps, in float32 (the value checked
+each layout given the maps in it (as the segmentor resizes them), beside the reference of
+``bench_loss.py`` given the same maps in NCHW, in float32 (the value checked
 with TF32 off on CUDA) and, on CUDA, under bf16 autocast. This is the evidence for those
 defaults on a GPU:
 
@@ -14,7 +15,7 @@ import copy
 import os
 import statistics
 import sys
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 
@@ -41,16 +42,18 @@ def sweep(device: str, batch: int, size: int, classes: List[int], budgets: List[
     for num_convs in ((2, 2, 3, 3, 3), (1, 1, 1, 1, 1)):
         for c in classes:
             pred, target, loss, ref = _loss_setting(num_convs, c, size, batch, device)
-            fns = {'ref': lambda: reference_loss(ref, pred, target)}
+            fns = {'ref': _with(kind, amp, None, None, lambda: reference_loss(ref, pred, target))}
             for layout, fmt in LAYOUT_NAMES.items():
                 with weights_layout(device, fmt):
                     laid_out = copy.deepcopy(loss).to(device)  # the weights in this layout
+                # the maps in it too, as the segmentor resizes them (the reference: NCHW)
+                p = pred.detach().contiguous(memory_format=fmt).requires_grad_()
+                t = target.contiguous(memory_format=fmt)
                 for mib in budgets:
-                    fns[f'{layout} {mib:g}'] = _with(kind, fmt, mib, lambda m=laid_out: m(pred, target))
-            with torch.autocast(kind, dtype=torch.bfloat16, enabled=amp):
-                times, values = timed_fwd_bwd(fns, device, repeats)
-                values = values if amp else compared_values(fns, device, values)
-                peaks = {name: cuda_peak_mib(fn) for name, fn in fns.items()} if kind == 'cuda' else {}
+                    fns[f'{layout} {mib:g}'] = _with(kind, amp, fmt, mib, lambda m=laid_out, p=p, t=t: m(p, t))
+            times, values = timed_fwd_bwd(fns, device, repeats)
+            values = values if amp else compared_values(fns, device, values)
+            peaks = {name: cuda_peak_mib(fn) for name, fn in fns.items()} if kind == 'cuda' else {}
             for name in list(fns)[1:]:
                 layout, mib = name.split()
                 yield dict(structure=str(num_convs), classes=c, layout=layout, mib=mib,
@@ -61,11 +64,14 @@ def sweep(device: str, batch: int, size: int, classes: List[int], budgets: List[
                            same='-' if amp else _same(values[name], values['ref']))
 
 
-def _with(kind: str, layout: torch.memory_format, mib: float, fn: Callable[[], torch.Tensor]):
-    """``fn`` run with the activated maps in ``layout`` and the band budget ``mib``."""
+def _with(kind: str, amp: bool, layout: Optional[torch.memory_format], mib: Optional[float],
+          fn: Callable[[], torch.Tensor]):
+    """``fn`` (a forward; the backward runs outside) under bf16 autocast if ``amp``, with the
+    activated maps in ``layout`` and the band budget ``mib`` (None: as they are)."""
     def run() -> torch.Tensor:
-        set_budget(kind, mib)
-        with weights_layout(kind, layout):
+        if mib is not None:
+            set_budget(kind, mib)
+        with weights_layout(kind, layout), torch.autocast(kind, dtype=torch.bfloat16, enabled=amp):
             return fn()
     return run
 
@@ -86,15 +92,18 @@ def main() -> None:
           f'batch={args.batch} size={args.size} torch={torch.__version__}; defaults: bands of '
           f'{class_maps.BAND_BYTES / 2**20:g} MiB on the CPU, {class_maps.DEVICE_BAND_BYTES / 2**20:g} MiB '
           f'elsewhere; weight layouts {random_vgg.LAYOUTS} (elsewhere NCHW)')
+    defaults = class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES
     for amp in ([False, True] if torch.device(args.device).type == 'cuda' else [False]):
         print(f'\n{"bf16 autocast" if amp else "float32"}: mmperc forward+backward per band budget (MiB, 0 = whole '
-              'maps) and weight layout; speedup over the reference (same maps, interleaved rounds)')
+              'maps) and weight layout, the maps in that layout too (as the segmentor resizes them); '
+              'speedup over the reference (the same maps, NCHW; interleaved rounds)')
         print(f'{"structure":<18}{"C":>4}{"layout":>15}{"MiB":>6}{"ms":>9}{"ref ms":>9}{"speedup":>9}'
               f'{"peak MiB":>10}{"memory":>8}  same value')
         for r in sweep(args.device, args.batch, args.size, args.classes, args.budgets, args.repeats, amp):
             print(f'{r["structure"]:<18}{r["classes"]:>4}{r["layout"]:>15}{r["mib"]:>6}{r["ms"]:>9.1f}'
                   f'{r["ref_ms"]:>9.1f}{r["speedup"]:>8.2f}x{r["peak_mib"]:>10.1f}{r["memory"]:>7.2f}x  {r["same"]}',
                   flush=True)
+    class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES = defaults
 
 
 if __name__ == '__main__':

@@ -22,8 +22,10 @@ from torch import Tensor
 #: piece. Sized for its caches: a band stays there from its activation to its convolution.
 BAND_BYTES = 8 * 2**20
 #: The same on other devices (GPUs): a GPU gains nothing from a band in its cache but pays a
-#: kernel launch per op and band, so bands there only bound the memory (at 769x769, batch 8:
-#: 2 bands with 19 classes, 11 with 150); ``benchmarks/sweep_bands.py`` measures the choice.
+#: kernel launch per op and band, so bands there bound the memory of the class-sized maps and
+#: of the first block's full-resolution maps (at 769x769, batch 8: 2 bands with 19 classes, 11
+#: with 150); ``benchmarks/sweep_bands.py`` measures the choice (H200: 256 MiB against 8, 64
+#: MiB and whole maps).
 DEVICE_BAND_BYTES = 256 * 2**20
 #: Fewest rows per band, per row of the kernel's reach, so that the reach (its rows activated and
 #: convolved by both neighbouring bands) costs at most 1/8 more: at 769x769 with 150 classes the
@@ -56,7 +58,7 @@ class ClassMaps:
         dtype (torch.dtype, optional): Dtype of the activated maps. Defaults to the
             source's (float32 for labels).
         layout (torch.memory_format, optional): Layout of the activated rows:
-            ``torch.channels_last`` for channels-last weights (the CPU's), whose
+            ``torch.channels_last`` for channels-last weights (the CPU's and CUDA's), whose
             convolution would otherwise transpose each band itself; NCHW rows are then
             transposed before their activation (:func:`to_channels_last`) and one-hot
             rows written along the classes. None keeps the source's layout (labels:
@@ -345,7 +347,8 @@ def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
                 # one image's rows of a channels-last map (or the whole map): dense, written in place
                 torch.ops.aten.max_pool2d_with_indices.out(rows, [2, 2], [2, 2], [0, 0], [1, 1], False,
                                                            out=out[k, :, lo:hi], indices=indices[k, :, lo:hi])
-            else:  # rows of NCHW maps are not dense, and CUDA's kernel would not write them in place
+            else:  # rows of NCHW maps are not dense: CUDA's kernel would write a dense block from
+                # the slice's start instead, over other rows and channels
                 out[k, :, lo:hi], indices[k, :, lo:hi] = F.max_pool2d(rows, 2, 2, return_indices=True)
         if indices is not None:
             indices[:, :, lo:hi].add_(start * w)

@@ -276,8 +276,9 @@ class RandomVGG(nn.Module):
 
     @staticmethod
     def _cast(weight: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
-        """Match the input dtype outside autocast (e.g. float64); autocast casts itself."""
-        if torch.is_autocast_enabled(device.type) or weight.dtype == dtype:
+        """Match the input dtype (e.g. float64); under autocast, which casts float32 but never
+        float64, only a float64 input."""
+        if (torch.is_autocast_enabled(device.type) and dtype != torch.float64) or weight.dtype == dtype:
             return weight
         return weight.to(dtype)
 

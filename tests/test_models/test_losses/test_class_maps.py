@@ -32,6 +32,15 @@ def test_bands_have_rows_per_reach():
         assert all(b - a >= class_maps.ROWS_PER_REACH * reach for a, b in rows[:-1])
 
 
+def test_bands_off_the_cpu_use_the_device_budget():
+    """GPUs: bands of DEVICE_BAND_BYTES (a launch per band and op costs more there than a band
+    missing the cache), at 769x769, batch 8: 11 bands with 150 classes, 2 with 19 (the CPU: 49
+    bands of 16 rows either way). A meta tensor stands in for a GPU's."""
+    for c, device_bands, cpu_bands in ((150, 11, 49), (19, 2, 49)):
+        assert len(ClassMaps(torch.empty(8, c, 769, 769, device='meta')).bands(1)) == device_bands
+        assert len(ClassMaps(torch.empty(1).expand(8, c, 769, 769)).bands(1)) == cpu_bands
+
+
 def _activate(x, kind, valid):
     y = {'none': x, 'softmax': x.softmax(1), 'sigmoid': x.sigmoid()}[kind]
     return y if valid is None else y * valid.unsqueeze(1).to(y.dtype)
@@ -304,8 +313,9 @@ def _dense(t: torch.Tensor) -> bool:
 
 @pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
 def test_banded_block_writes_in_place_only_dense_outputs(bands, layout):
-    """CUDA's max pooling kernel, given an ``out=`` that is not dense (rows of NCHW maps), writes
-    elsewhere and leaves those rows unwritten (seen on an H200: loss values off and changing
+    """CUDA's max pooling kernel, given an ``out=`` that is not dense (rows of NCHW maps), writes a
+    dense block from the slice's start, over other rows, and leaves those rows unwritten (seen
+    on an H200: loss values off and changing
     from call to call, NaN gradients under bf16); the CPU's writes them. So every ``.out`` op of
     the banded first block, forward and backward (pooling, softmax and its backward image by
     image), must get dense outputs, with the weights and logits in either layout."""

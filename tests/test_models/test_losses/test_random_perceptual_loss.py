@@ -222,10 +222,24 @@ def test_autocast_option_runs_the_network_in_bf16_from_a_float32_caller(target):
     assert convs and all(dtype == torch.bfloat16 for dtype in convs)
 
 
+def test_autocast_option_with_float64_inputs():
+    """float64 is never autocast: with no activation the convolutions stay float64 (weights cast
+    to it); a softmax under autocast is float32, and so is the value."""
+    depth = torch.rand(2, 1, 32, 32, dtype=torch.float64, requires_grad=True)
+    loss = RandomPerceptualLoss(**SMALL, pred_activation='none', target_activation='none', autocast='bfloat16')
+    value = loss(depth, torch.rand(2, 1, 32, 32, dtype=torch.float64))
+    value.backward()
+    assert value.dtype == torch.float64 and depth.grad.dtype == torch.float64
+    pred = _logits().double().requires_grad_()
+    value = RandomPerceptualLoss(**SMALL, autocast='bfloat16')(pred, _logits(seed=2).double())
+    value.backward()
+    assert value.dtype == torch.float32 and torch.isfinite(pred.grad).all()
+
+
 @pytest.mark.parametrize('kwargs', [
     dict(criterion='huber'), dict(pred_activation='relu'), dict(target_activation='tanh'),
     dict(reduction='max'), dict(layer_weights=(1, 2)), dict(resize=-1), dict(loss_name='perc'),
-    dict(autocast='int8'),
+    dict(autocast='int8'), dict(autocast='float16'),
 ])
 def test_unknown_options_raise_value_error(kwargs):
     with pytest.raises(ValueError):
