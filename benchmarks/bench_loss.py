@@ -13,6 +13,7 @@ more. Then the training step overhead of the perceptual term on PSPNet-R18. Runs
     python benchmarks/bench_loss.py                 # CPU, quick settings
     python benchmarks/bench_loss.py --full          # the issue's grid: 19/150 classes, 512/769
     python benchmarks/bench_loss.py --full --classes 150    # its 150-class rows only
+    python benchmarks/bench_loss.py --targets labels --no-step     # ground-truth targets
     python benchmarks/bench_loss.py --device cuda --full --batch 8
 """
 import argparse
@@ -61,7 +62,14 @@ def reference_network(loss: RandomPerceptualLoss) -> nn.Sequential:
 
 
 def reference_loss(ref: nn.Sequential, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(ref(pred.softmax(1)), ref(target.softmax(1)).detach())
+    """The straightforward loss; a label target as ``F.one_hot`` gives it, permuted to (N, C, H, W)
+    (so channels-last: measured faster for the reference than made contiguous, 412 vs 470 ms with
+    19 classes, 801 vs 967 ms with 150, at 256x256 on the CPU)."""
+    if target.is_floating_point():
+        maps = target.softmax(1)
+    else:
+        maps = F.one_hot(target, pred.shape[1]).permute(0, 3, 1, 2).float()
+    return F.mse_loss(ref(pred.softmax(1)), ref(maps).detach())
 
 
 def fwd_bwd(fn: Callable[[], torch.Tensor], values: List[float]) -> Callable[[], None]:
@@ -112,10 +120,15 @@ def saved_mib(fn: Callable[[], torch.Tensor]) -> float:
     return total[0] / 2**20
 
 
-def _loss_setting(num_convs, classes: int, size: int, batch: int, device: str):
+def _loss_setting(num_convs, classes: int, size: int, batch: int, device: str, labels: bool = False):
+    """Prediction logits, the target (teacher logits, or with ``labels`` ground-truth labels),
+    mmperc's loss and the reference network."""
     torch.manual_seed(0)
     pred = torch.randn(batch, classes, size, size, device=device, requires_grad=True)
-    target = torch.randn(batch, classes, size, size, device=device)
+    if labels:
+        target = torch.randint(0, classes, (batch, size, size), device=device)
+    else:
+        target = torch.randn(batch, classes, size, size, device=device)
     loss = RandomPerceptualLoss(num_convs=num_convs, in_channels=classes).to(device)
     return pred, target, loss, reference_network(loss).to(device)
 
@@ -126,11 +139,12 @@ def upsampled(logits: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def from_head_logits(loss: RandomPerceptualLoss, ref: nn.Sequential, classes: int, size: int, batch: int,
-                     device: str):
+                     device: str, labels: Optional[torch.Tensor] = None):
     """Both sides from a decode head's 1/8-resolution logits, each resized as it is used: the
     reference resizes them as they come (NCHW, its faster layout: channels-last inputs measured
     slower for it); mmperc as :class:`PerceptualDistillSegmentor` does, in
-    ``loss.memory_format`` (the small logits transposed, the resized ones come out in it)."""
+    ``loss.memory_format`` (the small logits transposed, the resized ones come out in it). With
+    ``labels``, those are the target, as they come."""
     small = -(-size // 8)
     pred = torch.randn(batch, classes, small, small, device=device, requires_grad=True)
     target = torch.randn(batch, classes, small, small, device=device)
@@ -138,9 +152,10 @@ def from_head_logits(loss: RandomPerceptualLoss, ref: nn.Sequential, classes: in
 
     def ours() -> torch.Tensor:
         return loss(upsampled(pred.contiguous(memory_format=layout), size),
-                    upsampled(target.contiguous(memory_format=layout), size))
+                    upsampled(target.contiguous(memory_format=layout), size) if labels is None else labels)
 
-    return lambda: reference_loss(ref, upsampled(pred, size), upsampled(target, size)), ours
+    return lambda: reference_loss(ref, upsampled(pred, size),
+                                  upsampled(target, size) if labels is None else labels), ours
 
 
 def _same(a: List[float], b: List[float]) -> bool:
@@ -175,12 +190,12 @@ def median_ratio(times: Dict[str, List[float]], numerator: str, denominator: str
     return statistics.median(round_ratios(times[numerator], times[denominator]))
 
 
-def bench_loss(settings, device: str, batch: int, repeats: int) -> List[Dict]:
+def bench_loss(settings, device: str, batch: int, repeats: int, labels: bool = False) -> List[Dict]:
     rows = []
     for num_convs, classes, size in settings:
-        pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, device)
+        pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, device, labels)
         ref_fn, our_fn = lambda: reference_loss(ref, pred, target), lambda: loss(pred, target)
-        ref_head, our_head = from_head_logits(loss, ref, classes, size, batch, device)
+        ref_head, our_head = from_head_logits(loss, ref, classes, size, batch, device, target if labels else None)
         fns = dict(ref=ref_fn, ours=our_fn, ref_head=ref_head, our_head=our_head)
         times, values = timed_fwd_bwd(fns, device, repeats)
         values = compared_values(fns, device, values)
@@ -382,17 +397,18 @@ def child_json(args: argparse.Namespace, flag: str, env: Dict[str, str]) -> List
     """The JSON a child run of this script with the hidden ``flag`` prints last, same settings."""
     import json
     cmd = [sys.executable, os.path.abspath(__file__), flag, '--batch', str(args.batch), '--size', str(args.size),
-           '--repeats', str(args.repeats), '--classes', *map(str, args.classes)] + (['--full'] if args.full else [])
+           '--repeats', str(args.repeats), '--classes', *map(str, args.classes), '--targets', args.targets] \
+        + (['--full'] if args.full else [])
     out = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def kept_memory_speedups(settings, batch: int, repeats: int) -> List[float]:
+def kept_memory_speedups(settings, batch: int, repeats: int, labels: bool = False) -> List[float]:
     """Speedup over the reference (same NCHW maps, interleaved rounds) per setting; run in a child
     with :data:`KEPT_MEMORY_ENV`."""
     speedups = []
     for num_convs, classes, size in settings:
-        pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, 'cpu')
+        pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, 'cpu', labels)
         times, values = timed_fwd_bwd(dict(ref=lambda: reference_loss(ref, pred, target),
                                            ours=lambda: loss(pred, target)), 'cpu', repeats)
         assert _same(values['ours'], values['ref']), f'different loss values: {values}'
@@ -400,11 +416,11 @@ def kept_memory_speedups(settings, batch: int, repeats: int) -> List[float]:
     return speedups
 
 
-def loss_peaks(settings, batch: int) -> List[List[float]]:
+def loss_peaks(settings, batch: int, labels: bool = False) -> List[List[float]]:
     """``[reference MiB, mmperc MiB]`` of one fwd+bwd per setting (CPU)."""
     peaks = []
     for num_convs, classes, size in settings:
-        pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, 'cpu')
+        pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, 'cpu', labels)
         pair = []
         for fn in (lambda: reference_loss(ref, pred, target), lambda: loss(pred, target)):
             fn().backward()  # warm-up: weights materialised, pred.grad allocated
@@ -421,6 +437,8 @@ def main() -> None:
     parser.add_argument('--full', action='store_true', help='19/150 classes x 512/769 (slow on CPU)')
     parser.add_argument('--size', type=int, default=256, help='input size of the quick loss settings')
     parser.add_argument('--classes', type=int, nargs='+', default=[19, 150], help='class counts of the loss settings')
+    parser.add_argument('--targets', choices=['logits', 'labels'], default='logits',
+                        help="the loss's target: a teacher's logits, or ground-truth labels (one-hot)")
     parser.add_argument('--step-size', type=int, default=256, help='input size of the training-step benchmark')
     parser.add_argument('--step-repeats', type=int, default=5, help='rounds of the training-step benchmark')
     parser.add_argument('--no-step', action='store_true', help='the loss table only, without the training step')
@@ -438,19 +456,21 @@ def main() -> None:
         settings = [(s, c, size) for s in structures for c in args.classes for size in (512, 769)]
     else:
         settings = [(s, c, args.size) for s in structures for c in args.classes]
+    labels = args.targets == 'labels'
     if args.peaks_only:
         import json
-        print(json.dumps(loss_peaks(settings, args.batch)))
+        print(json.dumps(loss_peaks(settings, args.batch, labels)))
         return
     if args.kept_only:
         import json
-        print(json.dumps(kept_memory_speedups(settings, args.batch, args.repeats)))
+        print(json.dumps(kept_memory_speedups(settings, args.batch, args.repeats, labels)))
         return
     print(f'device={args.device} batch={args.batch} torch={torch.__version__} threads={torch.get_num_threads()}')
-    print('\n1. Loss forward+backward: mmperc vs reference (same weights, float32)')
+    print('\n1. Loss forward+backward: mmperc vs reference (same weights, float32), target: '
+          + ('ground-truth labels (the reference: F.one_hot)' if labels else "a teacher's logits (softmax)"))
     print(f'{"structure":<18}{"C":>4}{"size":>6}{"ref ms":>9}{"ours ms":>9}{"speedup":>9}{"from 1/8":>9}'
           f'{"kept":>7}{"ref MiB":>9}{"ours MiB":>9}{"memory":>8}{"saved":>7}  same value')
-    rows = bench_loss(settings, args.device, args.batch, args.repeats)
+    rows = bench_loss(settings, args.device, args.batch, args.repeats, labels)
     if args.device == 'cpu':
         for r, (ref_mib, our_mib) in zip(rows, cpu_peaks_in_child(args)):
             r.update(ref_mib=ref_mib, our_mib=our_mib, memory=our_mib / ref_mib)
@@ -465,7 +485,7 @@ def main() -> None:
           'within 1e-5 (both columns; on CUDA checked with TF32 off, timed with it on, as training runs); '
           'saved = activation memory kept for backward, ours / reference; '
           'speedup: both sides given the same NCHW maps at label size; from 1/8: both from 1/8-size head '
-          'logits, resized as each side uses them (mmperc as PerceptualDistillSegmentor does, in the '
+          'logits (label targets as they come), resized as each side uses them (mmperc as PerceptualDistillSegmentor does, in the '
           'layout loss.memory_format asks for; the reference NCHW, its faster layout)'
           + ('; kept: speedup (same NCHW maps) in a child process whose allocator keeps freed memory '
              f'({" ".join(f"{k}={v}" for k, v in KEPT_MEMORY_ENV.items())}, as CUDA\'s caching allocator '

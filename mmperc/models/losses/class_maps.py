@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .onehot_conv import onehot_conv2d
+
 #: Bytes of activated class maps per band of rows on the CPU; maps up to this size run in one
 #: piece. Sized for its caches: a band stays there from its activation to its convolution.
 BAND_BYTES = 8 * 2**20
@@ -143,6 +145,17 @@ class ClassMaps:
         else:
             x = self._activated(start, stop)
         return x if self.valid is None else x.mul_(self._valid(start, stop))
+
+    def conv_rows(self, start: int, stop: int, weight: Tensor, pad: int, stride: int = 1) -> Tensor:
+        """``conv2d(rows [start, stop), weight)`` with zero padding ``pad``, in the weight's
+        layout; a one-hot input's (stride 1, several classes) summed from the weight's columns
+        by label (:func:`onehot_conv2d`), without its one-hot rows."""
+        if self.kind == 'onehot' and self.channels > 1 and stride == 1:
+            valid = None if self.valid is None else self.valid[:, start:stop]
+            y = onehot_conv2d(self.source[:, start:stop], self.channels, weight, pad, valid)
+            return y.contiguous(memory_format=memory_format(weight))
+        x = self.whole() if (start, stop) == (0, self.shape[2]) else self.rows(start, stop)
+        return F.conv2d(x, weight, stride=stride, padding=pad)
 
     def whole(self) -> Tensor:
         """The whole activated input (the source itself when nothing is applied)."""
@@ -273,11 +286,11 @@ def first_conv(maps: ClassMaps, weight: Tensor, stride: int, pad: int) -> Tensor
     """``conv2d(maps, weight)``, a band of rows at a time (stride 1)."""
     bands = _bands(maps, stride, pad)
     if len(bands) == 1:
-        return F.conv2d(maps.whole(), weight, stride=stride, padding=pad)
+        return maps.conv_rows(0, maps.shape[2], weight, pad, stride)
     out: Optional[Tensor] = None
     for start, stop, a, b in bands:
         # rows [a, b) with zero padding: exact on rows [start, stop), the band's own
-        y = F.conv2d(maps.rows(a, b), weight, padding=pad)
+        y = maps.conv_rows(a, b, weight, pad)
         if out is None:
             n, k, _, w = y.shape
             out = torch.empty((n, k, maps.shape[2], w), dtype=y.dtype, device=y.device,
@@ -321,9 +334,10 @@ def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
     masks: List[Tensor] = []
     images = [slice(None)]
     for start, stop, a, b in _bands(maps, 1, pad * len(weights), align=2):
-        y = maps.rows(a, b)
+        y = maps.conv_rows(a, b, weights[0], pad)
         for j, weight in enumerate(weights):  # exact on rows [start, stop) at the end
-            y = F.conv2d(y, weight, padding=pad)
+            if j:
+                y = F.conv2d(y, weight, padding=pad)
             if j + 1 < len(weights):
                 y = y.relu_()
                 if saved is not None:

@@ -1,0 +1,87 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from mmperc.models import RandomPerceptualLoss
+from mmperc.models.losses.class_maps import ClassMaps
+from mmperc.models.losses.onehot_conv import onehot_conv2d
+
+
+def _one_hot(labels, num_classes, valid=None):
+    """The one-hot map of ``labels`` (labels outside the classes: all-zero pixels), float64."""
+    inside = (labels >= 0) & (labels < num_classes)
+    x = F.one_hot(torch.where(inside, labels, 0), num_classes).permute(0, 3, 1, 2).double()
+    mask = inside if valid is None else inside & valid
+    return x * mask.unsqueeze(1)
+
+
+@pytest.mark.parametrize('kernel_size, padding', [(1, 0), (3, 1), (5, 2), (3, 0)])
+@pytest.mark.parametrize('masked', [False, True])
+def test_equals_conv_of_the_one_hot_map(kernel_size, padding, masked):
+    """Ignored (255), negative and masked pixels are all-zero; the border is zero padding."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 6, (2, 9, 11), generator=g)
+    labels[0, :2] = 255
+    labels[1, 3, 4] = -1
+    valid = torch.rand(2, 9, 11, generator=g) > 0.3 if masked else None
+    weight = torch.randn(5, 6, kernel_size, kernel_size, dtype=torch.float64, generator=g)
+    out = onehot_conv2d(labels, 6, weight, padding, valid)
+    expected = F.conv2d(_one_hot(labels, 6, valid), weight, padding=padding)
+    assert out.dtype == torch.float64 and out.shape == expected.shape
+    torch.testing.assert_close(out, expected)
+
+
+def test_float32_channels_last_and_bf16_autocast():
+    g = torch.Generator().manual_seed(1)
+    labels = torch.randint(0, 150, (2, 16, 16), generator=g)
+    weight = torch.randn(8, 150, 3, 3, generator=g)
+    expected = F.conv2d(_one_hot(labels, 150).float(), weight, padding=1)
+    out = onehot_conv2d(labels, 150, weight, 1)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    with torch.autocast('cpu', dtype=torch.bfloat16):  # the dtype the convolution gives there
+        half = onehot_conv2d(labels, 150, weight, 1)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), expected, rtol=1e-2, atol=1e-2)
+
+
+def test_class_mismatch_raises():
+    with pytest.raises(ValueError, match='takes 4 channels, but the labels have 3 classes'):
+        onehot_conv2d(torch.zeros(1, 4, 4, dtype=torch.long), 3, torch.zeros(2, 4, 3, 3), 1)
+
+
+class _Convolutions(TorchDispatchMode):
+    """Records the input channels of every convolution."""
+
+    def __init__(self):
+        super().__init__()
+        self.channels = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket == torch.ops.aten.convolution:
+            self.channels.append(args[0].shape[1])
+        return func(*args, **(kwargs or {}))
+
+
+def test_label_target_makes_no_one_hot_convolution():
+    """The target branch of label targets convolves no class-sized map: the loss's only
+    150-channel convolution is the prediction's (no more than one per band); the loss and
+    its gradient are those of the one-hot definition."""
+    g = torch.Generator().manual_seed(2)
+    loss = RandomPerceptualLoss(num_convs=(1, 1), channels=(8, 8))
+    labels = torch.randint(0, 150, (2, 16, 16), generator=g)
+    labels[1, 5:] = 255
+    with _Convolutions() as convs, torch.no_grad():
+        loss.network(ClassMaps(labels, 'onehot', num_classes=150))
+    assert 150 not in convs.channels and convs.channels == [8]
+    pred = torch.randn(2, 150, 16, 16, dtype=torch.float64, generator=g, requires_grad=True)
+    value = loss(pred, labels)
+    value.backward()
+    ref = pred.detach().clone().requires_grad_()
+    valid = (labels != 255).unsqueeze(1)
+    fp, ft = loss.network(ref.softmax(1) * valid), loss.network(_one_hot(labels, 150))
+    expected = F.mse_loss(fp[1], ft[1])
+    expected.backward()
+    torch.testing.assert_close(value, expected)
+    torch.testing.assert_close(pred.grad, ref.grad)
