@@ -39,6 +39,7 @@ def onehot_conv2d(labels: Tensor, num_classes: int, weight: Tensor, padding: int
     # one table of C + 1 rows per kernel position: the weight's column of each class, then zeros
     table = weight.new_zeros(kh * kw, c + 1, c_out)
     table[:, :c] = weight.permute(2, 3, 1, 0).reshape(kh * kw, c, c_out)
+    labels = labels.long()  # C may not fit the labels' dtype (uint8 with 256 classes or more)
     inside = (labels >= 0) & (labels < c)
     if valid is not None:
         inside &= valid

@@ -60,6 +60,7 @@ def check_labels(labels: Tensor, num_classes: int, ignore_index: Optional[int]) 
         ValueError: A label is neither in ``[0, C)`` (``{0, 1}`` for ``C=1``)
             nor ``ignore_index``.
     """
+    labels = labels.long()  # compared with ints that uint8 would wrap (300 classes: 300 -> 44)
     valid = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
     upper = 2 if num_classes == 1 else num_classes
     bad = valid & ((labels < 0) | (labels >= upper))

@@ -32,6 +32,16 @@ def test_equals_conv_of_the_one_hot_map(kernel_size, padding, masked):
     torch.testing.assert_close(out, expected)
 
 
+def test_uint8_labels_with_more_classes_than_uint8_holds():
+    """Masked pixels take the zero row C = 300, which uint8 would wrap onto class 44."""
+    g = torch.Generator().manual_seed(3)
+    labels = torch.randint(0, 256, (1, 6, 7), generator=g, dtype=torch.uint8)
+    valid = torch.rand(1, 6, 7, generator=g) > 0.5
+    weight = torch.randn(4, 300, 3, 3, dtype=torch.float64, generator=g)
+    expected = F.conv2d(_one_hot(labels.long(), 300, valid), weight, padding=1)
+    torch.testing.assert_close(onehot_conv2d(labels, 300, weight, 1, valid), expected)
+
+
 def test_float32_channels_last_and_bf16_autocast():
     g = torch.Generator().manual_seed(1)
     labels = torch.randint(0, 150, (2, 16, 16), generator=g)

@@ -47,6 +47,16 @@ def test_labels_equal_onehot_probabilities(resize):
     assert loss(pred, labels).item() == pytest.approx(loss(pred, onehot).item(), rel=1e-6)
 
 
+def test_uint8_labels_with_more_classes_than_uint8_holds():
+    """Labels as uint8 (as a PNG gives them) with 300 classes: checked and encoded as int64 would be."""
+    loss = RandomPerceptualLoss(num_convs=(1, 1), channels=(4, 4))
+    pred = _logits(c=300, h=8, w=8)
+    labels = torch.randint(0, 256, (2, 8, 8), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
+    labels[0, 0] = 255
+    assert loss(pred, labels, ignore_index=None).item() == loss(pred, labels.long(), ignore_index=None).item()
+    assert loss(pred, labels).item() == loss(pred, labels.long()).item()  # 255 ignored
+
+
 def test_memory_format_is_the_weights_layout():
     loss = RandomPerceptualLoss(**SMALL, in_channels=5)
     assert loss.memory_format('cpu') == torch.channels_last
