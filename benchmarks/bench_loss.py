@@ -220,6 +220,8 @@ LOSS_VARIANTS = [
     ('VGG16 + resize=0.5', dict(num_convs=(2, 2, 3, 3, 3), resize=0.5)),
     ('+ autocast=bfloat16', dict(autocast='bfloat16')),
 ]
+#: The config default against the ground-truth labels instead of the teacher's logits.
+LABELS_ROW = 'config default, ground-truth target'
 PLAIN_CONFIG = 'configs/pspnet/pspnet_r18-d8_4xb2-40k_cityscapes-769x769.py'
 PERC_CONFIG = 'configs/perc/pspnet_r18-d8_perc-r101_4xb2-40k_cityscapes-769x769.py'
 
@@ -305,6 +307,12 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
         losses.update(model._auxiliary_head_forward_train(x, samples))
         return losses
 
+    def given_labels(model) -> dict:  # the term against the ground truth (a config without a teacher)
+        x = model.extract_feat(inputs)
+        losses = model._distill_decode_head_forward_train(x, samples, None)
+        losses.update(model._auxiliary_head_forward_train(x, samples))
+        return losses
+
     def step(model, losses_of, loss_perc=None, layout=None) -> Callable[[], None]:
         optim = torch.optim.SGD(model.parameters(), lr=1e-3)
 
@@ -333,6 +341,7 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
             variant = MODELS.build(dict(cfg.model.loss_perc, **options)).to(device) if options or layout \
                 else default_loss
         runs[name] = step(distill, given_teacher_logits, variant, layout)
+    runs[LABELS_ROW] = step(distill, given_labels, default_loss)
     runs['whole'] = step(distill, lambda m: m.loss(inputs, samples), default_loss)
     times = interleaved_ms(runs, device, repeats)
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
@@ -340,7 +349,7 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
     result = dict(plain_ms=statistics.median(times['plain']), teacher_ms=statistics.median(teacher_ms),
                   whole_ms=statistics.median(times['whole']),
                   whole_ratio=median_ratio(times, 'whole', 'plain'), variants={})
-    for name, _, _ in variants:
+    for name in [name for name, _, _ in variants] + [LABELS_ROW]:
         ratios = round_ratios(times[name], times['plain'])
         result['variants'][name] = (statistics.median(times[name]), statistics.median(ratios), min(ratios), max(ratios))
     distill.loss_perc = default_loss
