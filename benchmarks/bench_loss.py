@@ -147,7 +147,7 @@ def from_head_logits(loss: RandomPerceptualLoss, ref: nn.Sequential, classes: in
     ``labels``, those are the target, as they come."""
     small = -(-size // 8)
     pred = torch.randn(batch, classes, small, small, device=device, requires_grad=True)
-    target = torch.randn(batch, classes, small, small, device=device)
+    target = torch.randn(batch, classes, small, small, device=device) if labels is None else None
     layout = loss.memory_format(device)
 
     def ours() -> torch.Tensor:
@@ -494,8 +494,9 @@ def main() -> None:
           'within 1e-5 (both columns; on CUDA checked with TF32 off, timed with it on, as training runs); '
           'saved = activation memory kept for backward, ours / reference; '
           'speedup: both sides given the same NCHW maps at label size; from 1/8: both from 1/8-size head '
-          'logits (label targets as they come), resized as each side uses them (mmperc as PerceptualDistillSegmentor does, in the '
-          'layout loss.memory_format asks for; the reference NCHW, its faster layout)'
+          'logits (label targets as they come), resized as each side uses them (mmperc as '
+          'PerceptualDistillSegmentor does, in the layout loss.memory_format asks for; the reference NCHW, '
+          'its faster layout)'
           + ('; kept: speedup (same NCHW maps) in a child process whose allocator keeps freed memory '
              f'({" ".join(f"{k}={v}" for k, v in KEPT_MEMORY_ENV.items())}, as CUDA\'s caching allocator '
              "does): glibc's default returns large freed tensors to the OS, and "

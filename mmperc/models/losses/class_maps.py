@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .onehot_conv import onehot_conv2d
+from .onehot_conv import gathers, onehot_conv2d
 
 #: Bytes of activated class maps per band of rows on the CPU; maps up to this size run in one
 #: piece. Sized for its caches: a band stays there from its activation to its convolution.
@@ -147,13 +147,14 @@ class ClassMaps:
         return x if self.valid is None else x.mul_(self._valid(start, stop))
 
     def conv_rows(self, start: int, stop: int, weight: Tensor, pad: int, stride: int = 1) -> Tensor:
-        """``conv2d(rows [start, stop), weight)`` with zero padding ``pad``, in the weight's
-        layout; a one-hot input's (stride 1, several classes) summed from the weight's columns
-        by label (:func:`onehot_conv2d`), without its one-hot rows."""
-        if self.kind == 'onehot' and self.channels > 1 and stride == 1:
+        """``conv2d(rows [start, stop), weight)`` with zero padding ``pad``; a one-hot input's
+        (stride 1, enough classes: :func:`gathers`) summed from the weight's columns by label
+        (:func:`onehot_conv2d`), without its one-hot rows, in the layout the convolution gives
+        (channels-last if the rows or the weight are)."""
+        if self.kind == 'onehot' and stride == 1 and gathers(self.channels, weight.shape[-1]):
             valid = None if self.valid is None else self.valid[:, start:stop]
             y = onehot_conv2d(self.source[:, start:stop], self.channels, weight, pad, valid)
-            return y.contiguous(memory_format=memory_format(weight))
+            return y if self.channels_last or channels_last(weight) else y.contiguous()
         x = self.whole() if (start, stop) == (0, self.shape[2]) else self.rows(start, stop)
         return F.conv2d(x, weight, stride=stride, padding=pad)
 
