@@ -77,8 +77,9 @@ def labels_to_onehot(labels: Tensor, num_classes: int, ignore_index: Optional[in
                      dtype: torch.dtype) -> Tuple[Tensor, Optional[Tensor]]:
     """Turn a label map into one-hot maps and the mask of valid pixels.
 
-    The loss itself never builds this tensor (:class:`ClassMaps` makes the one-hot
-    maps a band of rows at a time); it is the reference definition.
+    The loss itself never builds this tensor (its first convolution gathers the weight's
+    columns by label, :func:`~.onehot_conv.onehot_conv2d`, or with few classes convolves
+    one-hot rows a band at a time, :class:`ClassMaps`); it is the reference definition.
 
     Args:
         labels (Tensor): Integer labels ``(N, H, W)``.
