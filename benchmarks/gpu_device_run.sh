@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install mmperc's dependencies on a bare CUDA machine without network (wheels carried in .whl/,
 # mmcv's sdist in .mmcv_src/), build mmcv's ops, then measure: the training runs of
-# benchmarks/gpu_check.sh, the training-step ratios and the loss table of
+# benchmarks/gpu_check.sh, the training-step ratios and the loss tables (teacher logits, labels) of
 # benchmarks/bench_loss.py, and the band/layout sweep (benchmarks/sweep_bands.py), each within its
 # time limit and even if one before it failed; the exit status is the first failure's.
 # Writes everything under ${OUT:-work_dirs/gpu_check}:
@@ -40,12 +40,15 @@ stage() {  # stage NAME SECONDS COMMAND...: at most SECONDS, output to the termi
 }
 cd "$ROOT"
 # within one 600 s call after a 2-minute build: the training runs first (the proof), then
-# the training-step ratios, the loss table, the band/layout sweep
+# the training-step ratios, the loss table, the loss table with label targets (the gathered first
+# layer, not yet run on CUDA), the band/layout sweep (the first to be cut when time runs out)
 export GPU_CHECK_SKIP_BENCH=1 GPU_CHECK_DIR=/tmp/gpu_check GPU_CHECK_LOGS=$OUT PYTHON=python3
 stage gpu_check "${GPU_CHECK_LIMIT:-200}" bash benchmarks/gpu_check.sh "$ITERS"
 stage bench_step "${STEP_LIMIT:-100}" python3 benchmarks/bench_loss.py --step-only --device cuda --batch 8 \
     --step-size 769 --step-repeats 3
 stage bench_loss "${BENCH_LIMIT:-70}" python3 benchmarks/bench_loss.py --device cuda --batch 8 --full --no-step
+stage bench_labels "${LABELS_LIMIT:-35}" python3 benchmarks/bench_loss.py --device cuda --batch 8 --size 769 \
+    --targets labels --classes 150 --no-step
 stage sweep "${SWEEP_LIMIT:-45}" python3 benchmarks/sweep_bands.py --device cuda --batch 8 --size 769 --budgets 256 0 \
     --repeats 3
 echo "[device] done ($(date +%T)), status $status"
