@@ -301,17 +301,15 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
     with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
         teacher_logits = distill.teacher_logits(inputs)
 
-    def given_teacher_logits(model) -> dict:  # the distillation step without the teacher's forward
-        x = model.extract_feat(inputs)
-        losses = model._distill_decode_head_forward_train(x, samples, teacher_logits)
-        losses.update(model._auxiliary_head_forward_train(x, samples))
-        return losses
-
-    def given_labels(model) -> dict:  # the term against the ground truth (a config without a teacher)
-        x = model.extract_feat(inputs)
-        losses = model._distill_decode_head_forward_train(x, samples, None)
-        losses.update(model._auxiliary_head_forward_train(x, samples))
-        return losses
+    def given(target_logits: Optional[torch.Tensor]) -> Callable[[nn.Module], dict]:
+        """The losses of the step without the teacher's forward: the term against
+        ``target_logits``, or (None) against the ground truth, as a config without a teacher."""
+        def losses_of(model) -> dict:
+            x = model.extract_feat(inputs)
+            losses = model._distill_decode_head_forward_train(x, samples, target_logits)
+            losses.update(model._auxiliary_head_forward_train(x, samples))
+            return losses
+        return losses_of
 
     def step(model, losses_of, loss_perc=None, layout=None) -> Callable[[], None]:
         optim = torch.optim.SGD(model.parameters(), lr=1e-3)
@@ -340,8 +338,8 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
         with weights_layout(device, layout):
             variant = MODELS.build(dict(cfg.model.loss_perc, **options)).to(device) if options or layout \
                 else default_loss
-        runs[name] = step(distill, given_teacher_logits, variant, layout)
-    runs[LABELS_ROW] = step(distill, given_labels, default_loss)
+        runs[name] = step(distill, given(teacher_logits), variant, layout)
+    runs[LABELS_ROW] = step(distill, given(None), default_loss)
     runs['whole'] = step(distill, lambda m: m.loss(inputs, samples), default_loss)
     times = interleaved_ms(runs, device, repeats)
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):

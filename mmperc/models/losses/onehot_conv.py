@@ -56,8 +56,9 @@ def onehot_conv2d(labels: Tensor, num_classes: int, weight: Tensor, padding: int
         raise ValueError(f'labels of size {(h, w)} with padding {padding} are smaller than the kernel {(kh, kw)}')
     device = labels.device.type
     autocast = torch.is_autocast_enabled(device) and weight.dtype != torch.float64
+    dtype = torch.get_autocast_dtype(device) if autocast else weight.dtype  # the convolution's
     if autocast:  # float32 sums of the weights the convolution would take
-        weight = weight.to(torch.get_autocast_dtype(device)).float()
+        weight = weight.to(dtype).float()
     # one table of C + 1 rows per kernel position: the weight's column of each class, then zeros
     table = weight.new_zeros(kh * kw, c + 1, c_out)
     table[:, :c] = weight.permute(2, 3, 1, 0).reshape(kh * kw, c, c_out)
@@ -73,4 +74,4 @@ def onehot_conv2d(labels: Tensor, num_classes: int, weight: Tensor, padding: int
             torch.add(classes[:, i:i + oh, j:j + ow], (i * kw + j) * (c + 1), out=rows[..., i * kw + j])
     out = F.embedding_bag(rows.view(-1, kh * kw), table.view(-1, c_out), mode='sum')
     out = out.view(n, oh, ow, c_out).permute(0, 3, 1, 2)
-    return out.to(torch.get_autocast_dtype(device)) if autocast else out
+    return out.to(dtype)
