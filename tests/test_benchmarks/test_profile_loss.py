@@ -1,0 +1,21 @@
+"""benchmarks/profile_loss.py runs end to end (tiny sizes): a timed table per side and budget."""
+import re
+
+from conftest import run_tool
+
+
+def test_profile_prints_a_table_for_the_reference_and_each_band_budget():
+    out = run_tool('benchmarks/profile_loss.py', '--device', 'cpu', '--size', 32, '--classes', 5, '--budgets', 0.01, 0,
+                   '--repeats', 1, '--top', 5, timeout=600)
+    headers = re.findall(r'^== (.+?): [\d.]+ ms per forward\+backward \(reference / this: [\d.]+x\)$', out, re.M)
+    assert headers == ['reference', 'mmperc', 'mmperc, bands of 0.01 MiB', 'mmperc, bands of 0 MiB'], out
+    assert out.count('Self CPU time total') == 4 and 'aten::' in out, out
+    # mmperc's own forward and backward ran under each budget (the reference has none)
+    assert out.count('FrozenVGGEmbedBackward') == 3, out
+
+
+def test_profile_with_label_targets():
+    out = run_tool('benchmarks/profile_loss.py', '--device', 'cpu', '--size', 32, '--classes', 12, '--targets',
+                   'labels', '--repeats', 1, '--top', 40, timeout=600)
+    assert 'target=labels' in out and out.count('Self CPU time total') == 2, out
+    assert 'aten::embedding_bag' in out or 'aten::_embedding_bag' in out, out  # the gathered first layer
