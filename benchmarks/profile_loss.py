@@ -14,6 +14,7 @@ loss runs on a device where it is slower than the reference (150 classes on CUDA
 import argparse
 import contextlib
 import os
+import resource
 import statistics
 import sys
 import time
@@ -34,17 +35,20 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def wall_ms(fn: Callable[[], torch.Tensor], device: str, repeats: int) -> float:
-    """Median milliseconds of ``fn().backward()`` after one warm-up call."""
+def wall_ms(fn: Callable[[], torch.Tensor], device: str, repeats: int) -> Tuple[float, float]:
+    """Median milliseconds of ``fn().backward()`` after one warm-up call, and the process's minor
+    page faults per call (the first touch of memory the allocator got afresh from the OS: on the
+    CPU, what glibc's default costs every large tensor)."""
     fn().backward()
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(repeats):
         _sync(device)
         start = time.perf_counter()
         fn().backward()
         _sync(device)
         times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return statistics.median(times), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
 
 
 def profile_table(fn: Callable[[], torch.Tensor], device: str, repeats: int, top: int) -> str:
@@ -71,6 +75,70 @@ def band_budget(device: str, mib: Optional[float]) -> Iterator[None]:
         class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES = saved
 
 
+def first_layer_rows(classes: int, size: int, batch: int, device: str, repeats: int) -> List[str]:
+    """The loss network's first convolution alone (``classes`` -> 64, 3x3, the size of the maps),
+    forward and input gradient, per layout and input channel count (the classes, and rounded up
+    to a multiple of 8, zero-padded: vector and tensor-core kernels work on blocks of channels),
+    in float32 and, on CUDA, bf16: whether the layer runs at the device's rate."""
+    cuda = torch.device(device).type == 'cuda'
+    rows = []
+    for dtype in [torch.float32] + ([torch.bfloat16] if cuda else []):
+        for layout in (torch.contiguous_format, torch.channels_last):
+            for channels in sorted({classes, -(-classes // 8) * 8}):
+                x = torch.rand(batch, channels, size, size, device=device, dtype=dtype).contiguous(memory_format=layout)
+                w = torch.randn(64, channels, 3, 3, device=device, dtype=dtype).contiguous(memory_format=layout)
+                g = torch.randn(batch, 64, size, size, device=device, dtype=dtype).contiguous(memory_format=layout)
+                forward = first_layer_ms(lambda: torch.nn.functional.conv2d(x, w, padding=1), device, repeats)
+                backward = first_layer_ms(lambda: torch.ops.aten.convolution_backward(
+                    g, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (True, False, False)), device, repeats)
+                gflop = 2 * batch * size * size * classes * 64 * 9 / 1e9  # the useful work: the classes only
+                rows.append(f'{str(dtype)[6:]:<9}{_LAYOUT_NAMES[layout]:<15}{channels:>9}{forward:>10.2f}'
+                            f'{gflop / forward * 1e3:>9.0f}{backward:>10.2f}{gflop / backward * 1e3:>9.0f}')
+    return rows
+
+
+_LAYOUT_NAMES = {torch.contiguous_format: 'nchw', torch.channels_last: 'channels_last'}
+
+
+def first_layer_ms(fn: Callable[[], object], device: str, repeats: int) -> float:
+    """Median milliseconds of ``fn()`` after one warm-up call (with TF32 as PyTorch's default)."""
+    fn()
+    times = []
+    for _ in range(max(repeats, 3)):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def faults_by_op(fn: Callable[[], torch.Tensor], top: int) -> List[str]:
+    """The aten ops of one ``fn().backward()`` (after a warm-up call) that page-fault most (the
+    process's minor faults while each op runs: its output's first touch), with their output shapes."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    counts: Dict[Tuple[str, str], List[int]] = {}
+
+    class Faults(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            out = func(*args, **(kwargs or {}))
+            first = out[0] if isinstance(out, (tuple, list)) and out else out
+            key = (str(func), str(tuple(first.shape)) if isinstance(first, torch.Tensor) else '')
+            entry = counts.setdefault(key, [0, 0])
+            entry[0] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+            entry[1] += 1
+            return out
+
+    fn().backward()
+    with Faults():
+        fn().backward()
+    total = sum(faults for faults, _ in counts.values())
+    rows = [f'{faults:>8}{calls:>6}  {op} -> {shape}'
+            for (op, shape), (faults, calls) in sorted(counts.items(), key=lambda kv: -kv[1][0])[:top] if faults]
+    return [f'{total:>8} page faults in all (under the dispatch mode), the most by:', f'{"faults":>8}{"calls":>6}  op -> output shape'] + rows
+
+
 def variants(structure, classes: int, size: int, batch: int, device: str, labels: bool,
              budgets: List[Optional[float]]) -> Dict[str, Tuple[Callable[[], torch.Tensor], Optional[float]]]:
     """The reference and mmperc (once per band budget; None: the default) on the same maps,
@@ -94,6 +162,8 @@ def main() -> None:
                         help='band budgets (MiB; 0 = whole maps) to profile besides the default')
     parser.add_argument('--repeats', type=int, default=3, help='calls timed, and calls profiled')
     parser.add_argument('--top', type=int, default=25, help='rows of each table')
+    parser.add_argument('--faults', action='store_true',
+                        help='also list the ops that page-fault most (CPU: fresh memory from the OS)')
     args = parser.parse_args()
     structure = tuple(int(n) for n in args.structure.split(','))
     if torch.device(args.device).type == 'cuda':
@@ -103,15 +173,23 @@ def main() -> None:
           f'target={args.targets}; tables: {args.repeats} calls of forward+backward', flush=True)
     fns = variants(structure, args.classes, args.size, args.batch, args.device, args.targets == 'labels',
                    [None] + list(args.budgets))
+    print(f'\nThe first convolution alone ({args.classes} -> 64, 3x3, {args.size}x{args.size}, batch {args.batch}); '
+          'GFLOP/s of the classes\' work (padded channels are extra work)')
+    print(f'{"dtype":<9}{"layout":<15}{"channels":>9}{"fwd ms":>10}{"GFLOP/s":>9}{"grad ms":>10}{"GFLOP/s":>9}')
+    with torch.no_grad():
+        print('\n'.join(first_layer_rows(args.classes, args.size, args.batch, args.device, args.repeats)), flush=True)
     walls = {}
     for name, (fn, mib) in fns.items():
         with band_budget(args.device, mib):
             walls[name] = wall_ms(fn, args.device, args.repeats)
     for name, (fn, mib) in fns.items():
-        print(f'\n== {name}: {walls[name]:.1f} ms per forward+backward '
-              f'(reference / this: {walls["reference"] / walls[name]:.2f}x)')
+        ms, faults = walls[name]
+        print(f'\n== {name}: {ms:.1f} ms per forward+backward (reference / this: '
+              f'{walls["reference"][0] / ms:.2f}x), {faults:.0f} page faults per call')
         with band_budget(args.device, mib):
             print(profile_table(fn, args.device, args.repeats, args.top), flush=True)
+            if args.faults:
+                print('\n'.join(faults_by_op(fn, args.top)), flush=True)
 
 
 if __name__ == '__main__':
