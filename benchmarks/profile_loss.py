@@ -75,6 +75,9 @@ def band_budget(device: str, mib: Optional[float]) -> Iterator[None]:
         class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES = saved
 
 
+_LAYOUT_NAMES = {torch.contiguous_format: 'nchw', torch.channels_last: 'channels_last'}
+
+
 def first_layer_rows(classes: int, size: int, batch: int, device: str, repeats: int) -> List[str]:
     """The loss network's first convolution alone (``classes`` -> 64, 3x3, the size of the maps),
     forward and input gradient, per layout and input channel count (the classes, and rounded up
@@ -95,9 +98,6 @@ def first_layer_rows(classes: int, size: int, batch: int, device: str, repeats: 
                 rows.append(f'{str(dtype)[6:]:<9}{_LAYOUT_NAMES[layout]:<15}{channels:>9}{forward:>10.2f}'
                             f'{gflop / forward * 1e3:>9.0f}{backward:>10.2f}{gflop / backward * 1e3:>9.0f}')
     return rows
-
-
-_LAYOUT_NAMES = {torch.contiguous_format: 'nchw', torch.channels_last: 'channels_last'}
 
 
 def first_layer_ms(fn: Callable[[], object], device: str, repeats: int) -> float:
@@ -136,7 +136,8 @@ def faults_by_op(fn: Callable[[], torch.Tensor], top: int) -> List[str]:
     total = sum(faults for faults, _ in counts.values())
     rows = [f'{faults:>8}{calls:>6}  {op} -> {shape}'
             for (op, shape), (faults, calls) in sorted(counts.items(), key=lambda kv: -kv[1][0])[:top] if faults]
-    return [f'{total:>8} page faults in all (under the dispatch mode), the most by:', f'{"faults":>8}{"calls":>6}  op -> output shape'] + rows
+    return [f'{total:>8} page faults in all (under the dispatch mode), the most by:',
+            f'{"faults":>8}{"calls":>6}  op -> output shape'] + rows
 
 
 def variants(structure, classes: int, size: int, batch: int, device: str, labels: bool,

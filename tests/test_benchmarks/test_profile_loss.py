@@ -7,7 +7,8 @@ from conftest import run_tool
 def test_profile_prints_a_table_for_the_reference_and_each_band_budget():
     out = run_tool('benchmarks/profile_loss.py', '--device', 'cpu', '--size', 32, '--classes', 5, '--budgets', 0.01, 0,
                    '--repeats', 1, '--top', 5, timeout=600)
-    headers = re.findall(r'^== (.+?): [\d.]+ ms per forward\+backward \(reference / this: [\d.]+x\), \d+ page faults per call$', out, re.M)
+    header = r'^== (.+?): [\d.]+ ms per forward\+backward \(reference / this: [\d.]+x\), \d+ page faults per call$'
+    headers = re.findall(header, out, re.M)
     assert headers == ['reference', 'mmperc', 'mmperc, bands of 0.01 MiB', 'mmperc, bands of 0 MiB'], out
     assert out.count('Self CPU time total') == 4 and 'aten::' in out, out
     first_layer = [line.split() for line in out.splitlines() if line.startswith('float32 ')]
