@@ -52,7 +52,7 @@ stage bench_loss "${BENCH_LIMIT:-70}" python3 benchmarks/bench_loss.py --device 
 stage bench_labels "${LABELS_LIMIT:-35}" python3 benchmarks/bench_loss.py --device cuda --batch 8 --size 769 \
     --targets labels --classes 150 --no-step
 # where the time goes with 150 classes, where mmperc was slower than the reference on the H200
-stage profile "${PROFILE_LIMIT:-40}" python3 benchmarks/profile_loss.py --device cuda --batch 8 --size 769 \
+stage profile "${PROFILE_LIMIT:-60}" python3 benchmarks/profile_loss.py --device cuda --batch 8 --size 769 \
     --classes 150 --budgets 0 --repeats 3
 stage sweep "${SWEEP_LIMIT:-45}" python3 benchmarks/sweep_bands.py --device cuda --batch 8 --size 769 --budgets 256 0 \
     --repeats 3

@@ -3,10 +3,11 @@
 For one setting (structure, classes, size, batch, target), prints per side the wall time of a
 forward+backward (median of ``--repeats`` calls after a warm-up, outside the profiler) and the
 profiler's table of the ops over ``--repeats`` more calls (on CUDA sorted by self device time,
-with the totals under it: kernel time against wall time says whether the GPU waits on the host);
+with the totals under it: kernel time against wall time says whether the GPU waits on the host),
 mmperc once per band budget given (:data:`class_maps.DEVICE_BAND_BYTES`, the CPU's
 :data:`class_maps.BAND_BYTES`; 0 = whole maps). The evidence to look at before changing how the
-loss runs on a device where it is slower than the reference (150 classes on CUDA, README).
+loss runs on a device where it is slower than the reference (150 classes on CUDA, README). Then
+the first convolution alone, per layout and padded channel count.
 
     python benchmarks/profile_loss.py --classes 19 --size 256
     python benchmarks/profile_loss.py --device cuda --batch 8 --size 769 --classes 150 --budgets 256 0
@@ -174,11 +175,6 @@ def main() -> None:
           f'target={args.targets}; tables: {args.repeats} calls of forward+backward', flush=True)
     fns = variants(structure, args.classes, args.size, args.batch, args.device, args.targets == 'labels',
                    [None] + list(args.budgets))
-    print(f'\nThe first convolution alone ({args.classes} -> 64, 3x3, {args.size}x{args.size}, batch {args.batch}); '
-          'GFLOP/s of the classes\' work (padded channels are extra work)')
-    print(f'{"dtype":<9}{"layout":<15}{"channels":>9}{"fwd ms":>10}{"GFLOP/s":>9}{"grad ms":>10}{"GFLOP/s":>9}')
-    with torch.no_grad():
-        print('\n'.join(first_layer_rows(args.classes, args.size, args.batch, args.device, args.repeats)), flush=True)
     walls = {}
     for name, (fn, mib) in fns.items():
         with band_budget(args.device, mib):
@@ -191,6 +187,12 @@ def main() -> None:
             print(profile_table(fn, args.device, args.repeats, args.top), flush=True)
             if args.faults:
                 print('\n'.join(faults_by_op(fn, args.top)), flush=True)
+    # last: on CUDA each of its 8 shapes first benchmarks cuDNN's algorithms (a time limit cuts this first)
+    print(f'\nThe first convolution alone ({args.classes} -> 64, 3x3, {args.size}x{args.size}, batch {args.batch}); '
+          'GFLOP/s of the classes\' work (padded channels are extra work)')
+    print(f'{"dtype":<9}{"layout":<15}{"channels":>9}{"fwd ms":>10}{"GFLOP/s":>9}{"grad ms":>10}{"GFLOP/s":>9}')
+    with torch.no_grad():
+        print('\n'.join(first_layer_rows(args.classes, args.size, args.batch, args.device, args.repeats)), flush=True)
 
 
 if __name__ == '__main__':
