@@ -13,22 +13,18 @@ the first convolution alone, per layout and padded channel count.
     python benchmarks/profile_loss.py --device cuda --batch 8 --size 769 --classes 150 --budgets 256 0
 """
 import argparse
-import contextlib
 import os
 import resource
 import statistics
 import sys
-import time
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_loss import _loss_setting, reference_loss  # noqa: E402
-from sweep_bands import set_budget  # noqa: E402
-
-from mmperc.models.losses import class_maps  # noqa: E402
+from bench_loss import _loss_setting, interleaved_ms, reference_loss  # noqa: E402
+from sweep_bands import LAYOUT_NAMES, band_budget  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -36,20 +32,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def median_ms(call: Callable[[], object], device: str, repeats: int) -> float:
+    """Median milliseconds of ``call()`` over ``repeats`` calls after a warm-up one."""
+    return statistics.median(interleaved_ms({'call': call}, device, repeats)['call'])
+
+
 def wall_ms(fn: Callable[[], torch.Tensor], device: str, repeats: int) -> Tuple[float, float]:
-    """Median milliseconds of ``fn().backward()`` after one warm-up call, and the process's minor
-    page faults per call (the first touch of memory the allocator got afresh from the OS: on the
+    """:func:`median_ms` of ``fn().backward()``, and the process's minor page faults per call
+    after a first one (the first touch of memory the allocator got afresh from the OS: on the
     CPU, what glibc's default costs every large tensor)."""
     fn().backward()
-    times = []
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn().backward()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / repeats
+    ms = median_ms(lambda: fn().backward(), device, repeats)
+    return ms, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (repeats + 1)
 
 
 def profile_table(fn: Callable[[], torch.Tensor], device: str, repeats: int, top: int) -> str:
@@ -64,21 +59,6 @@ def profile_table(fn: Callable[[], torch.Tensor], device: str, repeats: int, top
                                      row_limit=top, max_name_column_width=60)
 
 
-@contextlib.contextmanager
-def band_budget(device: str, mib: Optional[float]) -> Iterator[None]:
-    """The loss's band budget set to ``mib`` (None: left as it is) for forward and backward."""
-    saved = class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES
-    if mib is not None:
-        set_budget(device, mib)
-    try:
-        yield
-    finally:
-        class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES = saved
-
-
-_LAYOUT_NAMES = {torch.contiguous_format: 'nchw', torch.channels_last: 'channels_last'}
-
-
 def first_layer_rows(classes: int, size: int, batch: int, device: str, repeats: int) -> List[str]:
     """The loss network's first convolution alone (``classes`` -> 64, 3x3, the size of the maps),
     forward and input gradient, per layout and input channel count (the classes, and rounded up
@@ -87,31 +67,20 @@ def first_layer_rows(classes: int, size: int, batch: int, device: str, repeats: 
     cuda = torch.device(device).type == 'cuda'
     rows = []
     for dtype in [torch.float32] + ([torch.bfloat16] if cuda else []):
-        for layout in (torch.contiguous_format, torch.channels_last):
+        for name, layout in LAYOUT_NAMES.items():
             for channels in sorted({classes, -(-classes // 8) * 8}):
                 x = torch.rand(batch, channels, size, size, device=device, dtype=dtype).contiguous(memory_format=layout)
                 w = torch.randn(64, channels, 3, 3, device=device, dtype=dtype).contiguous(memory_format=layout)
                 g = torch.randn(batch, 64, size, size, device=device, dtype=dtype).contiguous(memory_format=layout)
-                forward = first_layer_ms(lambda: torch.nn.functional.conv2d(x, w, padding=1), device, repeats)
-                backward = first_layer_ms(lambda: torch.ops.aten.convolution_backward(
-                    g, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (True, False, False)), device, repeats)
+                # with TF32 as PyTorch's default on CUDA; at least 3 calls each
+                forward = median_ms(lambda: torch.nn.functional.conv2d(x, w, padding=1), device, max(repeats, 3))
+                backward = median_ms(lambda: torch.ops.aten.convolution_backward(
+                    g, x, w, None, (1, 1), (1, 1), (1, 1), False, (0, 0), 1, (True, False, False)), device,
+                    max(repeats, 3))
                 gflop = 2 * batch * size * size * classes * 64 * 9 / 1e9  # the useful work: the classes only
-                rows.append(f'{str(dtype)[6:]:<9}{_LAYOUT_NAMES[layout]:<15}{channels:>9}{forward:>10.2f}'
+                rows.append(f'{str(dtype)[6:]:<9}{name:<15}{channels:>9}{forward:>10.2f}'
                             f'{gflop / forward * 1e3:>9.0f}{backward:>10.2f}{gflop / backward * 1e3:>9.0f}')
     return rows
-
-
-def first_layer_ms(fn: Callable[[], object], device: str, repeats: int) -> float:
-    """Median milliseconds of ``fn()`` after one warm-up call (with TF32 as PyTorch's default)."""
-    fn()
-    times = []
-    for _ in range(max(repeats, 3)):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def faults_by_op(fn: Callable[[], torch.Tensor], top: int) -> List[str]:

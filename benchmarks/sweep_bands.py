@@ -11,6 +11,7 @@ defaults on a GPU:
     python benchmarks/sweep_bands.py --device cuda --batch 8 --size 769
 """
 import argparse
+import contextlib
 import copy
 import os
 import statistics
@@ -32,6 +33,19 @@ def set_budget(device: str, mib: float) -> None:
     """The band budget of ``device``'s type, in MiB (0: one band, the whole maps)."""
     nbytes = int(mib * 2**20) if mib else 2**62
     setattr(class_maps, 'BAND_BYTES' if device == 'cpu' else 'DEVICE_BAND_BYTES', nbytes)
+
+
+@contextlib.contextmanager
+def band_budget(device: str, mib: Optional[float]) -> Iterator[None]:
+    """Within it, the band budget of ``device``'s type set to ``mib`` (None: left as it is);
+    both budgets are as they were after it."""
+    saved = class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES
+    if mib is not None:
+        set_budget(device, mib)
+    try:
+        yield
+    finally:
+        class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES = saved
 
 
 def sweep(device: str, batch: int, size: int, classes: List[int], budgets: List[float], repeats: int,
@@ -92,18 +106,17 @@ def main() -> None:
           f'batch={args.batch} size={args.size} torch={torch.__version__}; defaults: bands of '
           f'{class_maps.BAND_BYTES / 2**20:g} MiB on the CPU, {class_maps.DEVICE_BAND_BYTES / 2**20:g} MiB '
           f'elsewhere; weight layouts {random_vgg.LAYOUTS} (elsewhere NCHW)')
-    defaults = class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES
-    for amp in ([False, True] if torch.device(args.device).type == 'cuda' else [False]):
-        print(f'\n{"bf16 autocast" if amp else "float32"}: mmperc forward+backward per band budget (MiB, 0 = whole '
-              'maps) and weight layout, the maps in that layout too (as the segmentor resizes them); '
-              'speedup over the reference (the same maps, NCHW; interleaved rounds)')
-        print(f'{"structure":<18}{"C":>4}{"layout":>15}{"MiB":>6}{"ms":>9}{"ref ms":>9}{"speedup":>9}'
-              f'{"peak MiB":>10}{"memory":>8}  same value')
-        for r in sweep(args.device, args.batch, args.size, args.classes, args.budgets, args.repeats, amp):
-            print(f'{r["structure"]:<18}{r["classes"]:>4}{r["layout"]:>15}{r["mib"]:>6}{r["ms"]:>9.1f}'
-                  f'{r["ref_ms"]:>9.1f}{r["speedup"]:>8.2f}x{r["peak_mib"]:>10.1f}{r["memory"]:>7.2f}x  {r["same"]}',
-                  flush=True)
-    class_maps.BAND_BYTES, class_maps.DEVICE_BAND_BYTES = defaults
+    with band_budget(args.device, None):  # the sweep sets the budgets; they are restored after it
+        for amp in ([False, True] if torch.device(args.device).type == 'cuda' else [False]):
+            print(f'\n{"bf16 autocast" if amp else "float32"}: mmperc forward+backward per band budget '
+                  '(MiB, 0 = whole maps) and weight layout, the maps in that layout too (as the segmentor '
+                  'resizes them); speedup over the reference (the same maps, NCHW; interleaved rounds)')
+            print(f'{"structure":<18}{"C":>4}{"layout":>15}{"MiB":>6}{"ms":>9}{"ref ms":>9}'
+                  f'{"speedup":>9}{"peak MiB":>10}{"memory":>8}  same value')
+            for r in sweep(args.device, args.batch, args.size, args.classes, args.budgets, args.repeats, amp):
+                print(f'{r["structure"]:<18}{r["classes"]:>4}{r["layout"]:>15}{r["mib"]:>6}'
+                      f'{r["ms"]:>9.1f}{r["ref_ms"]:>9.1f}{r["speedup"]:>8.2f}x{r["peak_mib"]:>10.1f}'
+                      f'{r["memory"]:>7.2f}x  {r["same"]}', flush=True)
 
 
 if __name__ == '__main__':
