@@ -66,9 +66,9 @@ def first_layer_rows(classes: int, size: int, batch: int, device: str, repeats: 
     forward and input gradient, per layout and input channel count (the classes, and rounded up
     to a multiple of 8, zero-padded: vector and tensor-core kernels work on blocks of channels),
     in float32 and, on CUDA, bf16: whether the layer runs at the device's rate. The variants of
-    a dtype run interleaved (:func:`interleaved_ms`): timed one after another, the first measured
-    slower than the rest for the heap's state alone (19 -> 64 channels-last at 256x256 on the CPU:
-    20 ms before 24 channels' 12; interleaved 21 and 24)."""
+    a dtype run interleaved (:func:`interleaved_ms`): timed one after another, they depended on
+    their order (19 -> 64 channels-last at 256x256 on the CPU: 20 ms, then 24 channels 12 ms;
+    interleaved 21 and 24 ms)."""
     cuda = torch.device(device).type == 'cuda'
     rows = []
     for dtype in [torch.float32] + ([torch.bfloat16] if cuda else []):
