@@ -438,7 +438,8 @@ def loss_peaks(settings, batch: int, labels: bool = False) -> List[List[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'],
+                        help='cuda: the current GPU (pick one with CUDA_VISIBLE_DEVICES)')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--full', action='store_true', help='19/150 classes x 512/769 (slow on CPU)')

@@ -132,7 +132,8 @@ def variants(structure, classes: int, size: int, batch: int, device: str, labels
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'],
+                        help='cuda: the current GPU (pick one with CUDA_VISIBLE_DEVICES)')
     parser.add_argument('--structure', default='1,1,1,1,1', help="convolutions per block, e.g. 2,2,3,3,3 (VGG16)")
     parser.add_argument('--classes', type=int, default=19)
     parser.add_argument('--size', type=int, default=256)

@@ -92,7 +92,8 @@ def _with(kind: str, amp: bool, layout: Optional[torch.memory_format], mib: Opti
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'],
+                        help='cuda: the current GPU (pick one with CUDA_VISIBLE_DEVICES)')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, default=256)
     parser.add_argument('--classes', type=int, nargs='+', default=[19, 150])

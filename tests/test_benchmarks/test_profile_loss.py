@@ -6,7 +6,7 @@ from conftest import run_tool
 
 def test_profile_prints_a_table_for_the_reference_and_each_band_budget():
     out = run_tool('benchmarks/profile_loss.py', '--device', 'cpu', '--size', 32, '--classes', 5, '--budgets', 0.01, 0,
-                   '--repeats', 1, '--top', 5, timeout=600)
+                   '--repeats', 1, '--top', 500, timeout=600)  # every op: a ranking by time is not deterministic
     header = r'^== (.+?): [\d.]+ ms per forward\+backward \(reference / this: [\d.]+x\), \d+ page faults per call$'
     headers = re.findall(header, out, re.M)
     assert headers == ['reference', 'mmperc', 'mmperc, bands of 0.01 MiB', 'mmperc, bands of 0 MiB'], out
@@ -20,7 +20,8 @@ def test_profile_prints_a_table_for_the_reference_and_each_band_budget():
 
 def test_profile_with_label_targets():
     out = run_tool('benchmarks/profile_loss.py', '--device', 'cpu', '--size', 32, '--classes', 12, '--targets',
-                   'labels', '--repeats', 1, '--top', 40, '--faults', timeout=600)
+                   'labels', '--repeats', 1, '--top', 500, '--faults', timeout=600)
     assert 'target=labels' in out and out.count('Self CPU time total') == 2, out
     assert 'aten::embedding_bag' in out or 'aten::_embedding_bag' in out, out  # the gathered first layer
     assert out.count('page faults in all (under the dispatch mode), the most by:') == 2, out
+
