@@ -486,7 +486,8 @@ def main() -> None:
             r.update(kept=kept)
     for r in rows:
         print(f'{r["structure"]:<18}{r["classes"]:>4}{r["size"]:>6}{r["ref_ms"]:>9.1f}{r["our_ms"]:>9.1f}'
-              f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x' + (f'{r["kept"]:>6.2f}x' if 'kept' in r else f'{"-":>7}')
+              f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x'
+              + (f'{r["kept"]:>6.2f}x' if 'kept' in r else f'{"-":>7}')
               + f'{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
               f'  {r["same_value"]}')
     print(f'   targets: speedup >= {TARGET_SPEEDUP}x, memory (peak growth) <= {TARGET_MEMORY}x, same value '

@@ -3,4 +3,5 @@ from .dense_heads import PerceptualCondInstMaskHead
 from .losses import PixelwiseKDLoss, RandomPerceptualLoss, RandomVGG
 from .segmentors import PerceptualDistillSegmentor
 
-__all__ = ['PerceptualCondInstMaskHead', 'PixelwiseKDLoss', 'RandomPerceptualLoss', 'RandomVGG', 'PerceptualDistillSegmentor']
+__all__ = ['PerceptualCondInstMaskHead', 'PixelwiseKDLoss', 'RandomPerceptualLoss', 'RandomVGG',
+           'PerceptualDistillSegmentor']
