@@ -436,10 +436,15 @@ def loss_peaks(settings, batch: int, labels: bool = False) -> List[List[float]]:
     return peaks
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device cpu|cuda`` (the scripts sync and autocast by that name: no device index)."""
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'],
                         help='cuda: the current GPU (pick one with CUDA_VISIBLE_DEVICES)')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_device_argument(parser)
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--repeats', type=int, default=3)
     parser.add_argument('--full', action='store_true', help='19/150 classes x 512/769 (slow on CPU)')

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_loss import _loss_setting, interleaved_ms, reference_loss  # noqa: E402
+from bench_loss import _loss_setting, add_device_argument, interleaved_ms, reference_loss  # noqa: E402
 from sweep_bands import LAYOUT_NAMES, band_budget  # noqa: E402
 
 
@@ -70,22 +70,23 @@ def first_layer_rows(classes: int, size: int, batch: int, device: str, repeats: 
     their order (19 -> 64 channels-last at 256x256 on the CPU: 20 ms, then 24 channels 12 ms;
     interleaved 21 and 24 ms)."""
     cuda = torch.device(device).type == 'cuda'
+    variants = [(name, channels) for name in LAYOUT_NAMES for channels in sorted({classes, -(-classes // 8) * 8})]
     rows = []
     for dtype in [torch.float32] + ([torch.bfloat16] if cuda else []):
         fns: Dict[Tuple[str, int, str], Callable[[], object]] = {}
-        for name, layout in LAYOUT_NAMES.items():
-            for channels in sorted({classes, -(-classes // 8) * 8}):
-                x = torch.rand(batch, channels, size, size, device=device, dtype=dtype).contiguous(memory_format=layout)
-                w = torch.randn(64, channels, 3, 3, device=device, dtype=dtype).contiguous(memory_format=layout)
-                g = torch.randn(batch, 64, size, size, device=device, dtype=dtype).contiguous(memory_format=layout)
-                # with TF32 as PyTorch's default on CUDA
-                fns[name, channels, 'fwd'] = partial(F.conv2d, x, w, padding=1)
-                fns[name, channels, 'grad'] = partial(torch.ops.aten.convolution_backward, g, x, w, None, (1, 1),
-                                                      (1, 1), (1, 1), False, (0, 0), 1, (True, False, False))
+        for name, channels in variants:
+            layout = LAYOUT_NAMES[name]
+            x = torch.rand(batch, channels, size, size, device=device, dtype=dtype).contiguous(memory_format=layout)
+            w = torch.randn(64, channels, 3, 3, device=device, dtype=dtype).contiguous(memory_format=layout)
+            g = torch.randn(batch, 64, size, size, device=device, dtype=dtype).contiguous(memory_format=layout)
+            # with TF32 as PyTorch's default on CUDA
+            fns[name, channels, 'fwd'] = partial(F.conv2d, x, w, padding=1)
+            fns[name, channels, 'grad'] = partial(torch.ops.aten.convolution_backward, g, x, w, None, (1, 1),
+                                                  (1, 1), (1, 1), False, (0, 0), 1, (True, False, False))
         # at least 3 rounds
         ms = {key: statistics.median(times) for key, times in interleaved_ms(fns, device, max(repeats, 3)).items()}
         gflop = 2 * batch * size * size * classes * 64 * 9 / 1e9  # the useful work: the classes only
-        for name, channels, _ in list(fns)[::2]:
+        for name, channels in variants:
             forward, backward = ms[name, channels, 'fwd'], ms[name, channels, 'grad']
             rows.append(f'{str(dtype)[6:]:<9}{name:<15}{channels:>9}{forward:>10.2f}'
                         f'{gflop / forward * 1e3:>9.0f}{backward:>10.2f}{gflop / backward * 1e3:>9.0f}')
@@ -132,8 +133,7 @@ def variants(structure, classes: int, size: int, batch: int, device: str, labels
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'],
-                        help='cuda: the current GPU (pick one with CUDA_VISIBLE_DEVICES)')
+    add_device_argument(parser)
     parser.add_argument('--structure', default='1,1,1,1,1', help="convolutions per block, e.g. 2,2,3,3,3 (VGG16)")
     parser.add_argument('--classes', type=int, default=19)
     parser.add_argument('--size', type=int, default=256)

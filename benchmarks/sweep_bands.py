@@ -21,8 +21,8 @@ from typing import Callable, Dict, Iterator, List, Optional
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_loss import (_loss_setting, _same, compared_values, cuda_peak_mib, median_ratio,  # noqa: E402
-                        reference_loss, timed_fwd_bwd, weights_layout)
+from bench_loss import (_loss_setting, _same, add_device_argument, compared_values, cuda_peak_mib,  # noqa: E402
+                        median_ratio, reference_loss, timed_fwd_bwd, weights_layout)
 
 from mmperc.models.losses import class_maps, random_vgg  # noqa: E402
 
@@ -92,8 +92,7 @@ def _with(kind: str, amp: bool, layout: Optional[torch.memory_format], mib: Opti
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'],
-                        help='cuda: the current GPU (pick one with CUDA_VISIBLE_DEVICES)')
+    add_device_argument(parser)
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--size', type=int, default=256)
     parser.add_argument('--classes', type=int, nargs='+', default=[19, 150])
