@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 from math import nan
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -236,20 +236,25 @@ def _other_layout(device: str) -> torch.memory_format:
 
 
 @contextlib.contextmanager
-def weights_layout(device: str, layout: Optional[torch.memory_format]) -> Iterator[None]:
-    """Within it, the loss network's weights (moved or built then) and activated maps on
-    ``device`` use ``layout`` (:data:`random_vgg.LAYOUTS`; None: unchanged)."""
+def device_entry(table: Dict[str, Any], device: str, value: Any) -> Iterator[None]:
+    """Within it, ``table[device type]`` is ``value`` (None: unchanged); as it was after it."""
     kind = torch.device(device).type
-    before = random_vgg.LAYOUTS.get(kind)
-    if layout is not None:
-        random_vgg.LAYOUTS[kind] = layout
+    before = table.get(kind)
+    if value is not None:
+        table[kind] = value
     try:
         yield
     finally:
         if before is None:
-            random_vgg.LAYOUTS.pop(kind, None)
+            table.pop(kind, None)
         else:
-            random_vgg.LAYOUTS[kind] = before
+            table[kind] = before
+
+
+def weights_layout(device: str, layout: Optional[torch.memory_format]) -> ContextManager[None]:
+    """Within it, the loss network's weights (moved or built then) and activated maps on
+    ``device`` use ``layout`` (:data:`random_vgg.LAYOUTS`; None: unchanged)."""
+    return device_entry(random_vgg.LAYOUTS, device, layout)
 
 
 def _build(cfg, device: str):
