@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 from math import nan
 from typing import Any, Callable, ContextManager, Dict, Iterator, List, Optional, Tuple
 
@@ -269,12 +270,31 @@ def _build(cfg, device: str):
         return MODELS.build(cfg.model).to(device).train()
 
 
+#: The whole distillation step with ``model.teacher.autocast='bfloat16'``.
+BF16_TEACHER = 'teacher in bf16 autocast'
+
+
+def bf16_teacher(fn: Callable[[nn.Module], Any], model: Optional[nn.Module] = None) -> Callable:
+    """``fn(model)`` with the segmentor's teacher in bf16 autocast of its own
+    (``model.teacher.autocast='bfloat16'``), as it was after it; with ``model`` a call without
+    arguments."""
+    def run(m: nn.Module) -> Any:
+        before = m.teacher_cfg.get('autocast')
+        m.teacher_cfg['autocast'] = 'bfloat16'
+        try:
+            return fn(m)
+        finally:
+            m.teacher_cfg['autocast'] = before
+    return run if model is None else partial(run, model)
+
+
 def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = False) -> Dict:
     """Training step (fwd, bwd, SGD) of the plain PSPNet-R18 config and of its ``_perc`` config.
 
     (A): the ``_perc`` step with the teacher's logits given (the cost of the loss itself);
     (B): the whole distillation step, the PSPNet-R101 teacher's forward included (random
-    weights, saved to a temporary checkpoint and loaded the way training loads it).
+    weights, saved to a temporary checkpoint and loaded the way training loads it); without
+    ``amp`` also with the teacher in bf16 autocast of its own (:data:`BF16_TEACHER`).
     """
     import tempfile
 
@@ -346,12 +366,19 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
         runs[name] = step(distill, given(teacher_logits), variant, layout)
     runs[LABELS_ROW] = step(distill, given(None), default_loss)
     runs['whole'] = step(distill, lambda m: m.loss(inputs, samples), default_loss)
+    teachers = {'teacher': lambda: distill.teacher_logits(inputs)}
+    if not amp:  # the teacher in bf16 autocast of its own (under AMP it already is)
+        runs[BF16_TEACHER] = step(distill, bf16_teacher(lambda m: m.loss(inputs, samples)), default_loss)
+        teachers[BF16_TEACHER] = bf16_teacher(lambda m: m.teacher_logits(inputs), distill)
     times = interleaved_ms(runs, device, repeats)
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
-        teacher_ms = interleaved_ms({'teacher': lambda: distill.teacher_logits(inputs)}, device, repeats)['teacher']
-    result = dict(plain_ms=statistics.median(times['plain']), teacher_ms=statistics.median(teacher_ms),
+        teacher_ms = {k: statistics.median(v) for k, v in interleaved_ms(teachers, device, repeats).items()}
+    result = dict(plain_ms=statistics.median(times['plain']), teacher_ms=teacher_ms['teacher'],
                   whole_ms=statistics.median(times['whole']),
                   whole_ratio=median_ratio(times, 'whole', 'plain'), variants={})
+    if BF16_TEACHER in times:
+        result['bf16_teacher'] = (statistics.median(times[BF16_TEACHER]), teacher_ms[BF16_TEACHER],
+                                  median_ratio(times, BF16_TEACHER, 'plain'))
     for name in [name for name, _, _ in variants] + [LABELS_ROW]:
         ratios = round_ratios(times[name], times['plain'])
         result['variants'][name] = (statistics.median(times[name]), statistics.median(ratios), min(ratios), max(ratios))
@@ -537,6 +564,10 @@ def print_step(args: argparse.Namespace) -> None:
                   f'(rounds {low:.2f}-{high:.2f}x; target <= {target}x)')
         print(f'   whole distillation step {step["whole_ms"]:.1f} ms (teacher forward {step["teacher_ms"]:.1f} ms): '
               f'ratio (B) {step["whole_ratio"]:.2f}x (no fixed target)', flush=True)
+        if 'bf16_teacher' in step:
+            ms, teacher, ratio = step['bf16_teacher']
+            print(f'   whole distillation step, {BF16_TEACHER} (model.teacher.autocast=bfloat16) {ms:.1f} ms '
+                  f'(teacher forward {teacher:.1f} ms): ratio (B) {ratio:.2f}x', flush=True)
 
 
 if __name__ == '__main__':

@@ -166,6 +166,28 @@ def test_teacher_runs_under_student_autocast(model):
     assert torch.isfinite(losses['decode.loss_perc'])
 
 
+def test_teacher_in_bf16_autocast_of_its_own(teacher_ckpt):
+    """model.teacher.autocast='bfloat16': the teacher's forward in bf16 while the student
+    trains in float32; its logits are the float32 ones rounded."""
+    torch.manual_seed(0)
+    bf16 = build(distill_cfg(teacher_ckpt, autocast='bfloat16'))
+    plain = build(distill_cfg(teacher_ckpt))
+    inputs, samples = batch()
+    logits, reference = bf16.teacher_logits(inputs), plain.teacher_logits(inputs)
+    assert logits.dtype == torch.bfloat16 and reference.dtype == torch.float32
+    scale = reference.abs().max().item()
+    torch.testing.assert_close(logits.float(), reference, rtol=0, atol=0.05 * scale)
+    assert not torch.equal(logits.float(), reference)
+    losses = bf16.loss(inputs, samples)
+    assert torch.isfinite(losses['decode.loss_perc'])
+    assert bf16.decode_head(bf16.extract_feat(inputs)).dtype == torch.float32  # the student's own precision
+
+
+def test_teacher_autocast_must_be_bf16_or_none(teacher_ckpt):
+    with pytest.raises(ValueError, match=r"model.teacher.autocast must be one of \(None, 'bfloat16'\)"):
+        build(distill_cfg(teacher_ckpt, autocast='float16'))
+
+
 def test_optional_pixelwise_kd_term(teacher_ckpt):
     cfg = distill_cfg(teacher_ckpt)
     cfg.loss_kd = dict(type='PixelwiseKDLoss', temperature=2.0)
