@@ -1,5 +1,6 @@
 """PerceptualDistillSegmentor: the teacher contract and the plain-mmseg checkpoint contract."""
 import copy
+import logging
 
 import pytest
 import torch
@@ -7,6 +8,8 @@ from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 
 from conftest import SHRUNK_TEACHER, TEACHER_CFG, build, model_cfg
+from mmperc.models.segmentors import teacher as teacher_module
+from mmperc.models.segmentors.teacher import fuse_conv_bn_checked, probe_input
 
 
 def distill_cfg(teacher_ckpt, **teacher_extra):
@@ -61,7 +64,9 @@ def test_losses_logged_and_teacher_frozen(model):
     assert any(g is not None and g.abs().sum() > 0 for g in student_grads)
 
 
-def test_teacher_outside_state_dict_parameters_and_optimizer(model, teacher_ckpt):
+def test_teacher_outside_state_dict_parameters_and_optimizer(teacher_ckpt):
+    model = build(distill_cfg(teacher_ckpt, fuse_conv_bn=False))  # the checkpoint's weights as they are
+    model.init_weights()
     teacher_params = {id(p) for p in model.teacher.parameters()}
     assert not teacher_params & {id(p) for p in model.parameters()}
     assert not any(k.startswith(('teacher', '_teacher', 'loss_perc')) for k in model.state_dict())
@@ -186,6 +191,59 @@ def test_teacher_in_bf16_autocast_of_its_own(teacher_ckpt):
 def test_teacher_autocast_must_be_bf16_or_none(teacher_ckpt):
     with pytest.raises(ValueError, match=r"model.teacher.autocast must be one of \(None, 'bfloat16'\)"):
         build(distill_cfg(teacher_ckpt, autocast='float16'))
+
+
+def test_teacher_batch_norms_folded_with_the_same_logits(teacher_ckpt):
+    torch.manual_seed(0)
+    fused = build(distill_cfg(teacher_ckpt))  # fuse_conv_bn=True by default
+    plain = build(distill_cfg(teacher_ckpt, fuse_conv_bn=False))
+    norms = [m for m in plain.teacher.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:  # the checkpoint's statistics are fresh ones: make each norm do something
+        m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(0.5, 1.5)
+    fused_teacher = fuse_conv_bn_checked(plain.teacher, probe_input(plain.teacher, torch.device('cpu')))
+    object.__setattr__(fused, '_teacher', fused_teacher.to(memory_format=torch.channels_last))
+    assert norms and not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.teacher.modules())
+    assert not any(p.requires_grad for p in fused.teacher.parameters()) and not fused.teacher.training
+    inputs, _ = batch()
+    expected = plain.teacher_logits(inputs)
+    torch.testing.assert_close(fused.teacher_logits(inputs), expected, rtol=1e-4,
+                               atol=1e-4 * expected.abs().max().item())
+    # built by the segmentor as training builds it: folded too
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in build(distill_cfg(teacher_ckpt))
+                   .teacher.modules())
+
+
+class _NormBeforeConv(torch.nn.Module):
+    """A norm registered after the convolution it runs before: mmcv's fuse_conv_bn folds it
+    into the wrong side."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1)
+        self.norm = torch.nn.BatchNorm2d(4)
+        self.norm.running_mean.uniform_(-1, 1)
+        self.norm.running_var.uniform_(0.5, 2.0)
+
+    def _forward(self, x):
+        return self.conv(self.norm(x))
+
+
+def test_teacher_folding_that_changes_the_logits_is_not_kept(monkeypatch):
+    torch.manual_seed(0)
+    teacher = _NormBeforeConv().eval().requires_grad_(False)
+    probe = probe_input(teacher, torch.device('cpu'), size=16)
+    assert probe.shape == (1, 4, 16, 16)
+    warnings = []
+    monkeypatch.setattr(teacher_module, 'print_log', lambda msg, **kwargs: warnings.append((msg, kwargs['level'])))
+    kept = fuse_conv_bn_checked(teacher, probe)
+    assert kept is teacher and isinstance(teacher.norm, torch.nn.BatchNorm2d)
+    assert len(warnings) == 1 and warnings[0][1] == logging.WARNING, warnings
+    assert 'teacher batch norms not folded' in warnings[0][0] and 'fuse_conv_bn=False' in warnings[0][0]
+
+
+def test_teacher_flags_must_be_bool(teacher_ckpt):
+    with pytest.raises(ValueError, match='model.teacher.fuse_conv_bn must be True or False'):
+        build(distill_cfg(teacher_ckpt, fuse_conv_bn='no'))
 
 
 def test_optional_pixelwise_kd_term(teacher_ckpt):
