@@ -55,13 +55,13 @@ class PerceptualDistillSegmentor(EncoderDecoder):
             logits; measured 1.37x faster for a PSPNet-R101 teacher on a 2-core
             CPU, and faster under bf16 autocast on an H100), whether its batch norms are
             folded into its convolutions (same logits, checked on a probe input when
-            the teacher is built: :func:`~.teacher.fuse_conv_bn_checked`; 1.13x faster
+            the teacher is built: :func:`~.teacher.fuse_conv_bn_checked`; 1.13-1.21x faster
             for a PSPNet-R101 teacher on a 2-core CPU), and its ``autocast``:
             ``'bfloat16'`` runs its forward under bf16 autocast whatever the
             student's precision, None under the student's autocast state (e.g.
             ``--amp``). bf16 rounds the logits, so it is off by default; it is for
             float32 training on hardware that computes bf16 fast (a PSPNet-R101
-            teacher's forward 2.9x faster on a 2-core Xeon with AMX). None trains
+            teacher's forward 3.1-3.5x faster on a 2-core Xeon with AMX). None trains
             against one-hot ground truth instead. Defaults to None.
         loss_perc (dict): The perceptual loss config. Defaults to
             ``dict(type='RandomPerceptualLoss', loss_weight=0.1)`` (lambda of Eq. 2).
