@@ -148,7 +148,7 @@ def fuse_conv_bn_checked(teacher: nn.Module, probe: Tensor, rtol: float = 1e-2) 
         with torch.no_grad():
             expected, got = teacher._forward(probe), fused._forward(probe)
         error = float((got - expected).abs().max() / expected.abs().max().clamp(min=1e-12))
-    except (RuntimeError, ValueError) as err:
+    except (RuntimeError, ValueError, TypeError, AttributeError) as err:  # e.g. shapes, a norm without affine
         error, fused = float('nan'), None
         reason = f'folding failed ({err})'
     else:
