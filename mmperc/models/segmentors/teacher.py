@@ -130,9 +130,9 @@ def fuse_conv_bn_checked(teacher: nn.Module, probe: Tensor, rtol: float = 1e-2) 
     registered before it, which is the one that runs before it in mmseg's and mmcv's modules
     but not in every model (a norm before its convolution); so the fused teacher is kept only
     if its logits for ``probe`` equal the teacher's within ``rtol`` of their largest magnitude
-    (a norm folded into the wrong convolution changes them by far more; TF32 convolutions on a
-    GPU round by up to about 1e-3). Otherwise (or if folding fails) the teacher is returned as
-    it was, with a warning.
+    (a norm folded into the wrong convolution changes them by far more than rounding does,
+    TF32's 10-bit mantissa on a GPU included). Otherwise (or if folding fails) the teacher is
+    returned as it was, with a warning.
 
     Args:
         teacher (nn.Module): A frozen segmentor in eval mode (:func:`build_teacher`).
