@@ -55,7 +55,7 @@ class PerceptualDistillSegmentor(EncoderDecoder):
             logits; measured 1.37x faster for a PSPNet-R101 teacher on a 2-core
             CPU, and faster under bf16 autocast on an H100), whether its batch norms are
             folded into its convolutions (same logits, checked on a probe input when
-            the teacher is built: :func:`~.teacher.fuse_conv_bn_checked`; 1.13-1.21x faster
+            the teacher is built: :func:`~.teacher.fuse_conv_bn_checked`; 1.12-1.13x faster
             for a PSPNet-R101 teacher on a 2-core CPU), and its ``autocast``:
             ``'bfloat16'`` runs its forward under bf16 autocast whatever the
             student's precision, None under the student's autocast state (e.g.

@@ -126,7 +126,7 @@ def fuse_conv_bn_checked(teacher: nn.Module, probe: Tensor, rtol: float = 1e-2) 
 
     A frozen teacher's batch norms are fixed affine maps, so folding them gives the same logits
     (to float rounding) without one pass over every activation (a PSPNet-R101 teacher's
-    forward 1.13-1.21x faster on a 2-core CPU). ``fuse_conv_bn`` pairs a norm with the convolution
+    forward 1.12-1.13x faster on a 2-core CPU). ``fuse_conv_bn`` pairs a norm with the convolution
     registered before it, which is the one that runs before it in mmseg's and mmcv's modules
     but not in every model (a norm before its convolution); so the fused teacher is kept only
     if its logits for ``probe`` equal the teacher's within ``rtol`` of their largest magnitude
