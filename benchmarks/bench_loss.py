@@ -237,19 +237,23 @@ def _other_layout(device: str) -> torch.memory_format:
 
 
 @contextlib.contextmanager
-def device_entry(table: Dict[str, Any], device: str, value: Any) -> Iterator[None]:
-    """Within it, ``table[device type]`` is ``value`` (None: unchanged); as it was after it."""
-    kind = torch.device(device).type
-    before = table.get(kind)
+def dict_item(table: Dict[str, Any], key: str, value: Any) -> Iterator[None]:
+    """Within it, ``table[key]`` is ``value`` (None: unchanged); as it was after it."""
+    before = table.get(key)
     if value is not None:
-        table[kind] = value
+        table[key] = value
     try:
         yield
     finally:
         if before is None:
-            table.pop(kind, None)
+            table.pop(key, None)
         else:
-            table[kind] = before
+            table[key] = before
+
+
+def device_entry(table: Dict[str, Any], device: str, value: Any) -> ContextManager[None]:
+    """:func:`dict_item` of ``device``'s type: a per-device table such as :data:`random_vgg.LAYOUTS`."""
+    return dict_item(table, torch.device(device).type, value)
 
 
 def weights_layout(device: str, layout: Optional[torch.memory_format]) -> ContextManager[None]:
@@ -274,18 +278,13 @@ def _build(cfg, device: str):
 BF16_TEACHER = 'teacher in bf16 autocast'
 
 
-def bf16_teacher(fn: Callable[[nn.Module], Any], model: Optional[nn.Module] = None) -> Callable:
+def bf16_teacher(fn: Callable[[nn.Module], Any]) -> Callable[[nn.Module], Any]:
     """``fn(model)`` with the segmentor's teacher in bf16 autocast of its own
-    (``model.teacher.autocast='bfloat16'``), as it was after it; with ``model`` a call without
-    arguments."""
-    def run(m: nn.Module) -> Any:
-        before = m.teacher_cfg.get('autocast')
-        m.teacher_cfg['autocast'] = 'bfloat16'
-        try:
-            return fn(m)
-        finally:
-            m.teacher_cfg['autocast'] = before
-    return run if model is None else partial(run, model)
+    (``model.teacher.autocast='bfloat16'``), as it was after it."""
+    def run(model: nn.Module) -> Any:
+        with dict_item(model.teacher_cfg, 'autocast', 'bfloat16'):
+            return fn(model)
+    return run
 
 
 def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = False) -> Dict:
@@ -369,7 +368,7 @@ def bench_step(device: str, batch: int, size: int, repeats: int, amp: bool = Fal
     teachers = {'teacher': lambda: distill.teacher_logits(inputs)}
     if not amp:  # the teacher in bf16 autocast of its own (under AMP it already is)
         runs[BF16_TEACHER] = step(distill, bf16_teacher(lambda m: m.loss(inputs, samples)), default_loss)
-        teachers[BF16_TEACHER] = bf16_teacher(lambda m: m.teacher_logits(inputs), distill)
+        teachers[BF16_TEACHER] = partial(bf16_teacher(lambda m: m.teacher_logits(inputs)), distill)
     times = interleaved_ms(runs, device, repeats)
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
         teacher_ms = {k: statistics.median(v) for k, v in interleaved_ms(teachers, device, repeats).items()}

@@ -5,8 +5,10 @@ forward+backward (median of ``--repeats`` calls after a warm-up, outside the pro
 profiler's table of the ops over ``--repeats`` more calls (on CUDA sorted by self device time,
 with the totals under it: kernel time against wall time says whether the GPU waits on the host),
 mmperc once per band budget given (:data:`class_maps.DEVICE_BAND_BYTES`, the CPU's
-:data:`class_maps.BAND_BYTES`; 0 = whole maps). The evidence to look at before changing how the
-loss runs on a device where it is slower than the reference (150 classes on CUDA, README). Then
+:data:`class_maps.BAND_BYTES`; 0 = whole maps) and once per channel multiple the class maps
+are padded to (``--aligns``, :data:`random_vgg.CHANNEL_ALIGN`). The evidence to look at before
+changing how the loss runs on a device where it is slower than the reference (150 classes on
+CUDA, README). Then
 the first convolution alone, per layout and padded channel count.
 
     python benchmarks/profile_loss.py --classes 19 --size 256
