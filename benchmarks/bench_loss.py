@@ -487,7 +487,8 @@ def main() -> None:
     parser.add_argument('--step-repeats', type=int, default=5, help='rounds of the training-step benchmark')
     parser.add_argument('--no-step', action='store_true', help='the loss table only, without the training step')
     parser.add_argument('--peaks-only', action='store_true', help=argparse.SUPPRESS)  # the CPU memory child
-    parser.add_argument('--step-only', action='store_true', help=argparse.SUPPRESS)  # the training-step child
+    parser.add_argument('--step-only', action='store_true',  # also the parent's training-step child
+                        help='the training-step benchmark alone, in this process')
     parser.add_argument('--kept-only', action='store_true', help=argparse.SUPPRESS)  # the kept-memory child
     args = parser.parse_args()
     if torch.device(args.device).type == 'cuda':
