@@ -27,4 +27,3 @@ def test_profile_with_label_targets():
     assert 'target=labels' in out and out.count('Self CPU time total') == 2, out
     assert 'aten::embedding_bag' in out or 'aten::_embedding_bag' in out, out  # the gathered first layer
     assert out.count('page faults in all (under the dispatch mode), the most by:') == 2, out
-

@@ -149,16 +149,15 @@ def fuse_conv_bn_checked(teacher: nn.Module, probe: Tensor, rtol: float = 1e-2) 
             expected, got = teacher._forward(probe), fused._forward(probe)
         error = float((got - expected).abs().max() / expected.abs().max().clamp(min=1e-12))
     except (RuntimeError, ValueError, TypeError, AttributeError) as err:  # e.g. shapes, a norm without affine
-        error, fused = float('nan'), None
         reason = f'folding failed ({err})'
     else:
+        if error <= rtol:
+            return fused
         reason = f'the folded teacher\'s logits differ by {error:.3g} of the largest'
-    if fused is None or not error <= rtol:
-        print_log(f'teacher batch norms not folded into its convolutions: {reason}; the teacher runs as '
-                  'configured (set model.teacher.fuse_conv_bn=False to skip this check)',
-                  logger='current', level=logging.WARNING)
-        return teacher
-    return fused
+    print_log(f'teacher batch norms not folded into its convolutions: {reason}; the teacher runs as '
+              'configured (set model.teacher.fuse_conv_bn=False to skip this check)',
+              logger='current', level=logging.WARNING)
+    return teacher
 
 
 def probe_input(teacher: nn.Module, device: torch.device, size: int = 128) -> Tensor:

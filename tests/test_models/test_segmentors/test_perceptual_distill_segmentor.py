@@ -196,6 +196,8 @@ def test_teacher_autocast_must_be_bf16_or_none(teacher_ckpt):
 def test_teacher_batch_norms_folded_with_the_same_logits(teacher_ckpt):
     torch.manual_seed(0)
     fused = build(distill_cfg(teacher_ckpt))  # fuse_conv_bn=True by default
+    # built by the segmentor as training builds it: folded
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fused.teacher.modules())
     plain = build(distill_cfg(teacher_ckpt, fuse_conv_bn=False))
     norms = [m for m in plain.teacher.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in norms:  # the checkpoint's statistics are fresh ones: make each norm do something
@@ -208,9 +210,6 @@ def test_teacher_batch_norms_folded_with_the_same_logits(teacher_ckpt):
     expected = plain.teacher_logits(inputs)
     torch.testing.assert_close(fused.teacher_logits(inputs), expected, rtol=1e-4,
                                atol=1e-4 * expected.abs().max().item())
-    # built by the segmentor as training builds it: folded too
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in build(distill_cfg(teacher_ckpt))
-                   .teacher.modules())
 
 
 class _NormBeforeConv(torch.nn.Module):
