@@ -1,5 +1,6 @@
 """Random perceptual loss (Liu et al., "Generic Perceptual Loss for Modeling Structured
 Output Dependencies", CVPR 2021)."""
+import math
 from contextlib import nullcontext
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -42,15 +43,29 @@ def _dense_view(x: Tensor) -> Tensor:
     return view if view.is_contiguous() else x
 
 
+#: What to do about a non-finite input, per side.
+_NON_FINITE_FIXES = {
+    'prediction': 'lower the learning rate or enable gradient clipping',
+    'target': 'a teacher that outputs NaN/Inf has a broken checkpoint; ground truth (depth, masks) '
+              'with missing values: set invalid_value to the value that marks them (NaN and Inf '
+              'allowed), or replace them',
+}
+
+
 @torch.no_grad()
 def _check_finite(x: Tensor, name: str) -> None:
     # One reduction instead of isfinite().all() (abs, compare, all: 20x slower on a class-sized
     # map): min and max propagate NaN and are infinite exactly when an element is.
     if x.numel() and not bool(torch.isfinite(torch.stack(torch.aminmax(_dense_view(x)))).all()):
+        raise ValueError(f'RandomPerceptualLoss got a non-finite (NaN/Inf) {name}: {_NON_FINITE_FIXES[name]}')
+
+
+def _check_activation(channels: int, activation: str, name: str) -> None:
+    """A softmax over one channel is the constant 1: the loss would train nothing."""
+    if channels == 1 and activation == 'softmax':
         raise ValueError(
-            f'RandomPerceptualLoss got a non-finite (NaN/Inf) {name}: lower the learning '
-            'rate or enable gradient clipping; a NaN teacher output means a broken teacher '
-            'checkpoint')
+            f"{name}='softmax' over 1 channel is constant (zero gradient): use 'sigmoid' for "
+            "binary logits (a head with out_channels=1) or 'none' for depth and other values")
 
 
 def check_labels(labels: Tensor, num_classes: int, ignore_index: Optional[int]) -> Optional[Tensor]:
@@ -159,8 +174,9 @@ class RandomPerceptualLoss(nn.Module):
             size. Both sides are resized bilinearly after activation. None
             keeps the input size. Defaults to None.
         invalid_value (float, optional): For float targets such as depth: pixels
-            whose target equals it (e.g. 0 for missing depth) are excluded from
-            both sides before the embedding. Defaults to None.
+            whose target equals it in every channel (e.g. 0 for missing depth;
+            NaN and Inf work too) are excluded from both sides before the
+            embedding. Defaults to None.
         log_input (bool): Compare ``log(max(x, log_eps))`` of both sides, e.g.
             log-depth for monocular depth. Defaults to False.
         log_eps (float): Clamp before the log. Defaults to 1e-3.
@@ -243,6 +259,10 @@ class RandomPerceptualLoss(nn.Module):
                 raise ValueError(
                     f'layer_weights needs one weight per block ({self.network.num_blocks}), '
                     f'but got {len(layer_weights)}: {layer_weights}')
+            if not any(layer_weights):
+                raise ValueError(f'layer_weights needs at least one non-zero weight, but got {layer_weights}')
+        if in_channels is not None:
+            _check_activation(in_channels, pred_activation, 'pred_activation')
         self.layer_weights = layer_weights
         if resize is not None and not isinstance(resize, (tuple, list)) and not resize > 0:
             raise ValueError(f'resize must be a positive scale or an (h, w) size, but got {resize!r}')
@@ -288,6 +308,7 @@ class RandomPerceptualLoss(nn.Module):
             raise ValueError(
                 f'pred has {pred.shape[1]} channels but in_channels={self.network.in_channels}: '
                 'set in_channels to the number of classes of the head (or None to infer it)')
+        _check_activation(pred.shape[1], self.pred_activation, 'pred_activation')
         if self.check_finite:
             _check_finite(pred, 'prediction')
 
@@ -301,16 +322,16 @@ class RandomPerceptualLoss(nn.Module):
                     f'a float target must have the prediction\'s shape {tuple(pred.shape)}, but '
                     f'got {tuple(target.shape)}: resize the teacher output to the prediction '
                     '(mmseg.models.utils.resize) or pass integer labels (N, H, W)')
+            _check_activation(c, self.target_activation, 'target_activation')
+            target, valid = self._invalid_masked(target.detach())
             if self.check_finite:
                 _check_finite(target, 'target')
-            valid = None
-            if self.invalid_value is not None:
-                valid = (target.detach() != self.invalid_value).any(dim=1)
         else:
             if target.shape != (n, h, w):
+                fix = 'squeeze the channel dimension (labels.squeeze(1))' \
+                    if tuple(target.shape) == (n, 1, h, w) else 'resize the labels or the prediction'
                 raise ValueError(
-                    f'integer labels must be (N, H, W) = {(n, h, w)}, but got '
-                    f'{tuple(target.shape)}: resize the labels or the prediction')
+                    f'integer labels must be (N, H, W) = {(n, h, w)}, but got {tuple(target.shape)}: {fix}')
             valid = check_labels(target, c, ignore_index)
         if valid_mask is not None:
             if valid_mask.shape != (n, h, w):
@@ -321,8 +342,23 @@ class RandomPerceptualLoss(nn.Module):
         # the dtype the activated prediction has: autocast computes softmax/sigmoid in float32
         dtype = self._activated_dtype(pred)
         if target.is_floating_point():
-            return self._maps(target.detach(), self.target_activation, valid, dtype), valid
+            return self._maps(target, self.target_activation, valid, dtype), valid
         return self._maps(target, 'onehot', valid, dtype, num_classes=c), valid
+
+    def _invalid_masked(self, target: Tensor) -> Tuple[Tensor, Optional[Tensor]]:
+        """A float target and its valid pixels: those where some channel differs from
+        ``invalid_value`` (None: no ``invalid_value``). A non-finite ``invalid_value`` (NaN or
+        Inf, e.g. missing depth) is replaced by 0 at the invalid pixels, as the valid mask zeroes
+        them by a product, which would turn NaN or Inf into NaN."""
+        if self.invalid_value is None:
+            return target, None
+        if math.isnan(self.invalid_value):
+            invalid = target.isnan().all(dim=1)
+        else:
+            invalid = (target == self.invalid_value).all(dim=1)
+        if not math.isfinite(self.invalid_value):
+            target = target.masked_fill(invalid.unsqueeze(1), 0)
+        return target, ~invalid
 
     def _activated_dtype(self, pred: Tensor) -> torch.dtype:
         autocast = torch.is_autocast_enabled(pred.device.type) and self.pred_activation != 'none'

@@ -249,7 +249,8 @@ def test_autocast_option_with_float64_inputs():
 @pytest.mark.parametrize('kwargs', [
     dict(criterion='huber'), dict(pred_activation='relu'), dict(target_activation='tanh'),
     dict(reduction='max'), dict(layer_weights=(1, 2)), dict(resize=-1), dict(loss_name='perc'),
-    dict(autocast='int8'), dict(autocast='float16'),
+    dict(autocast='int8'), dict(autocast='float16'), dict(layer_weights=(0, 0, 0)),
+    dict(in_channels=1),  # the default softmax over one channel
 ])
 def test_unknown_options_raise_value_error(kwargs):
     with pytest.raises(ValueError):
@@ -267,17 +268,19 @@ def test_bad_inputs_name_the_fix():
         loss(_logits(c=4), _labels(c=4))
     with pytest.raises(ValueError, match='resize the teacher output'):
         loss(_logits(), _logits(h=16, w=16))
-    with pytest.raises(ValueError, match='integer labels must be'):
+    with pytest.raises(ValueError, match='integer labels must be.*resize'):
         loss(_logits(), _labels(h=16))
+    with pytest.raises(ValueError, match=r'labels\.squeeze\(1\)'):  # mmseg's stacked (N, 1, H, W) labels
+        loss(_logits(), _labels().unsqueeze(1))
     bad = _labels()
     bad[0, 0, 0] = 7
     with pytest.raises(ValueError, match=r'\[0, 5\)'):
         loss(_logits(), bad)
     nan = _logits()
     nan[0, 0, 0, 0] = float('nan')
-    with pytest.raises(ValueError, match='NaN'):
+    with pytest.raises(ValueError, match='NaN.*learning rate'):
         loss(nan, _labels())
-    with pytest.raises(ValueError, match='NaN'):
+    with pytest.raises(ValueError, match='NaN.*teacher.*invalid_value'):
         loss(_logits(), nan)
     for value in (float('inf'), -float('inf')):  # anywhere, either sign
         inf = _logits()
@@ -311,6 +314,37 @@ def test_non_finite_found_in_any_layout(where, monkeypatch):
                 assert seen[-1].is_contiguous()
     good = _logits().contiguous(memory_format=torch.channels_last)
     assert torch.isfinite(loss(good, good.flip(0)))
+
+
+@pytest.mark.parametrize('side', ['pred', 'target'])
+def test_softmax_over_one_channel_names_the_fix(side):
+    """A softmax over one channel is the constant 1: a loss with a zero gradient, refused."""
+    pred, target = torch.randn(2, 1, 32, 32, requires_grad=True), torch.rand(2, 1, 32, 32)
+    loss = RandomPerceptualLoss(**SMALL, **{('target' if side == 'pred' else 'pred') + '_activation': 'none'})
+    with pytest.raises(ValueError, match=f"{side}_activation='softmax' over 1 channel.*'sigmoid'"):
+        loss(pred, target)
+    if side == 'pred':  # a binary label target never goes through target_activation
+        with pytest.raises(ValueError, match="pred_activation='softmax'"):
+            loss(pred, (target > 0.5).long().squeeze(1))
+
+
+@pytest.mark.parametrize('missing', [float('nan'), float('inf')])
+def test_non_finite_invalid_value_masks_missing_depth(missing):
+    """Depth missing as NaN or Inf: masked like 0 would be (same value and gradient), not an
+    error, and not NaN through the mask's product."""
+    gt = torch.rand(2, 1, 32, 32) * 9 + 1
+    gt[:, :, :10] = missing
+    pred = torch.rand(2, 1, 32, 32, requires_grad=True)
+    zero = pred.detach().clone().requires_grad_()
+    kwargs = dict(**SMALL, in_channels=1, pred_activation='none', target_activation='none')
+    value = RandomPerceptualLoss(**kwargs, invalid_value=missing)(pred, gt)
+    expected = RandomPerceptualLoss(**kwargs, invalid_value=0.0)(zero, gt.nan_to_num(0.0, posinf=0.0))
+    value.backward()
+    expected.backward()
+    assert torch.isfinite(value) and value.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.allclose(pred.grad, zero.grad)
+    with pytest.raises(ValueError, match='invalid_value'):  # without it: the error names the option
+        RandomPerceptualLoss(**kwargs)(pred, gt)
 
 
 def test_depth_invalid_pixels_and_log_depth():
