@@ -22,7 +22,9 @@ setup(
     # Verified together on CPU (Python 3.11): torch 2.13.0 + mmcv 2.1.0 built from source.
     # GPU users install their CUDA torch and mmcv first (see README).
     install_requires=[
-        'torch>=2.4',  # torch.is_autocast_enabled(device_type), serialization.add_safe_globals
+        # 2.6: serialization.get_unsafe_globals_in_checkpoint, add_safe_globals((obj, name)), the
+        # weights_only default that mmperc's safe checkpoints answer
+        'torch>=2.6',
         'mmcv==2.1.0',
         'mmengine==0.10.7',
         'mmsegmentation==1.2.2',

@@ -63,6 +63,16 @@ def slug(name: str) -> str:
     return ''.join(c if c.isalnum() or c in '.-' else '_' for c in name).strip('_')
 
 
+#: What the loss raises when training diverges (a broken teacher's NaN logits, a 'non-finite
+#: target', or any other failure is an error of the run, not a divergence)
+DIVERGED = 'RandomPerceptualLoss got a non-finite (NaN/Inf) prediction'
+
+
+def diverged(stderr: str) -> bool:
+    """Whether a failed run's stderr says that training diverged."""
+    return DIVERGED in stderr
+
+
 def train(config: Path, work_dir: str, seed: int, options: List[str], args: argparse.Namespace) -> Optional[Dict]:
     """One run; its final validation metrics, or None if it diverged (non-finite loss)."""
     if osp.exists(osp.join(work_dir, 'metrics.json')):
@@ -84,7 +94,7 @@ def train(config: Path, work_dir: str, seed: int, options: List[str], args: argp
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        if 'non-finite' in result.stderr or 'nan' in result.stderr.lower():
+        if diverged(result.stderr):
             metrics = {'diverged': True}
         else:
             raise RuntimeError(f'run failed: {" ".join(cmd)}\n{result.stderr[-3000:]}')

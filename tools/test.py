@@ -5,7 +5,7 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 import mmperc  # noqa: F401  (registers mmperc's modules, safe checkpoint loading)
-from mmperc.utils import build_runner, prepare_cfg, shutdown_distributed, work_dir_for
+from mmperc.utils import build_runner, prepare_cfg, save_predictions_to, shutdown_distributed, work_dir_for
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,8 +56,7 @@ def main() -> None:
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if args.out is not None:
-        cfg.test_evaluator['output_dir'] = args.out
-        cfg.test_evaluator['keep_results'] = True
+        save_predictions_to(cfg, args.out)
     prepare_cfg(cfg, args.launcher)
     runner = build_runner(cfg)
     runner.test()

@@ -10,6 +10,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from .sync_bn import revert_sync_bn_without_cuda
+from .tool_cfg import resolve_teacher_config
 
 SAFE_CHECKPOINT_HOOK = 'SafeCheckpointHook'
 
@@ -70,6 +71,7 @@ def shutdown_distributed() -> None:
 def prepare_cfg(cfg: Config, launcher: str = 'none') -> Config:
     """Everything the tools do to a config before building the runner."""
     cfg.launcher = launcher
+    resolve_teacher_config(cfg)
     revert_sync_bn_without_cuda(cfg)
     add_safe_checkpoint_hook(cfg)
     setup_distributed(cfg, launcher)

@@ -52,6 +52,13 @@ def test_structure_study_shares_the_default_run_with_the_init_study(evidence, tm
     assert len([line for line in table.splitlines() if line.startswith('| ')]) == 2 + len(evidence.STRUCTURES)
 
 
+def test_only_the_losss_divergence_counts_as_diverged(evidence):
+    assert evidence.diverged('ValueError: RandomPerceptualLoss got a non-finite (NaN/Inf) prediction: lower')
+    for crash in ('ValueError: RandomPerceptualLoss got a non-finite (NaN/Inf) target: a teacher',
+                  'FileNotFoundError: teacher config not found', 'UserWarning: the dominant class is NaN-free'):
+        assert not evidence.diverged(crash)
+
+
 def test_cached_run_of_another_length_is_refused(evidence, tmp_path):
     module_train = importlib.util.module_from_spec(
         importlib.util.spec_from_file_location('evidence_real', ROOT / 'benchmarks' / 'evidence.py'))

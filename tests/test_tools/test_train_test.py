@@ -3,6 +3,7 @@ import re
 
 import pytest
 import torch
+from mmengine.config import Config
 
 from conftest import ROOT, SHRUNK_TEACHER, TEACHER_CFG, build, miou, quick_cfg, run_tool, scalars
 from mmperc.testing import make_dataset
@@ -53,6 +54,18 @@ def test_test_tool_reports_miou_and_writes_outputs(base_run):
     assert 0 <= miou(out) <= 100
     assert len(list((base_run / 'preds').glob('**/*.png'))) == 2
     assert len(list((base_run / 'test').glob('**/vis/**/*.png'))) == 2
+
+
+def test_test_tool_out_with_a_list_of_metrics(base_run):
+    """--out with test_evaluator a list (as mmperc's demo configs have): the metric that writes
+    predictions gets the directory, the others are left alone."""
+    cfg = Config.fromfile(str(base_run / 'base.py'))
+    cfg.test_evaluator = [dict(type='IoUMetric', iou_metrics=['mIoU']), dict(type='BoundaryFScore')]
+    cfg.dump(str(base_run / 'metrics.py'))
+    out = run_tool('tools/test.py', base_run / 'metrics.py', base_run / 'work' / 'iter_2.pth', '--work-dir',
+                   base_run / 'test_metrics', '--out', base_run / 'preds_metrics')
+    assert 0 <= miou(out) <= 100 and 'bF' in out
+    assert len(list((base_run / 'preds_metrics').glob('**/*.png'))) == 2
 
 
 @pytest.fixture(scope='module')

@@ -99,7 +99,8 @@ class PerceptualDistillSegmentor(EncoderDecoder):
             raise TypeError(
                 f'{type(self.decode_head).__name__} overrides loss(); PerceptualDistillSegmentor '
                 'needs a decode head whose loss is forward() + loss_by_feat() '
-                '(BaseDecodeHead.loss), as in FCN/PSP/ASPP/DepthwiseSeparableASPP/OCR heads')
+                '(BaseDecodeHead.loss), as FCN/PSP/ASPP/DepthwiseSeparableASPP/UPer/Segformer heads have; '
+                'cascade decode heads (OCRNet, PointRend) are not supported')
         self.teacher_cfg = self._check_teacher_cfg(teacher)
         if loss_kd is not None and self.teacher_cfg is None:
             raise ValueError('loss_kd distils from a teacher: set model.teacher or drop loss_kd')

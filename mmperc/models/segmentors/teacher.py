@@ -38,8 +38,9 @@ def resolve_config_path(path: str) -> str:
         local = osp.expanduser(path)
     if not osp.isfile(local):
         raise FileNotFoundError(
-            f'teacher config {path!r} not found (looked at {local}); set {CONFIG_KEY} to a '
-            "local config file or a packaged one such as 'mmseg::pspnet/<name>.py'")
+            f'teacher config {path!r} not found (looked at {osp.abspath(local)}); set {CONFIG_KEY} to a '
+            "local config file or a packaged one such as 'mmseg::pspnet/<name>.py' (a relative path is "
+            "read from the current directory; mmperc's tools also look beside the training config)")
     return local
 
 
