@@ -1,13 +1,13 @@
 """What the tools change in a config for their options: ``--out``, and the teacher's config path."""
 import inspect
 import os.path as osp
-from typing import List
+from typing import List, Union
 
 from mmengine.config import Config
 from mmseg.registry import METRICS
 
 
-def _init_params(metric_type) -> List[str]:
+def _init_params(metric_type: Union[str, type]) -> List[str]:
     """The ``__init__`` parameters of a metric type (a class or a registered name), [] if unknown."""
     cls = metric_type if inspect.isclass(metric_type) else METRICS.get(metric_type)
     return list(inspect.signature(cls.__init__).parameters) if cls is not None else []
