@@ -1,9 +1,12 @@
-"""Safe loading of mmengine checkpoints with ``torch.load(weights_only=True)`` (torch>=2.6)."""
+"""Safe loading of mmengine checkpoints with ``torch.load(weights_only=True)`` (torch>=2.6):
+local files and URLs (``http(s)://``, ``open-mmlab://``, ``torchvision://``, ``mmcls://``)."""
 import codecs
 import os.path as osp
 import pickle
-from typing import Any, List, Union
+from typing import Any, List, Optional, Union
+from urllib.parse import urlparse
 
+import mmengine.runner.checkpoint as mmengine_checkpoint
 import numpy as np
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -52,18 +55,35 @@ def safe_torch_load(filename: str, map_location: Union[str, torch.device, None] 
         UnsafeCheckpointError: The file pickles objects outside the allow-list.
     """
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        return _without_config_code(torch.load(filename, map_location=map_location, weights_only=True))
     except pickle.UnpicklingError as err:
-        try:
-            found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-        except Exception:  # noqa: BLE001 - a broken file: report the original error
-            found = []
-        raise UnsafeCheckpointError(
-            f'refusing to load {filename}: it pickles objects outside the safe allow-list '
-            f'{found or ""} and loading it could run arbitrary code. Checkpoints written by '
-            "mmperc's tools load safely; if you trust this file, re-save it with "
-            '`python tools/sanitize_checkpoint.py IN OUT --trust`.\n'
-            f'torch said: {str(err).splitlines()[0]}') from err
+        raise _unsafe(filename, err) from err
+
+
+def _unsafe(filename: str, err: pickle.UnpicklingError) -> UnsafeCheckpointError:
+    """The error for a file ``torch.load(weights_only=True)`` refused, naming what it pickles."""
+    try:
+        found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
+    except Exception:  # noqa: BLE001 - a broken file: report the original error
+        found = []
+    return UnsafeCheckpointError(
+        f'refusing to load {filename}: it pickles objects outside the safe allow-list '
+        f'{found or ""} and loading it could run arbitrary code. Checkpoints written by '
+        "mmperc's tools load safely; if you trust this file, re-save it with "
+        '`python tools/sanitize_checkpoint.py IN OUT --trust`.\n'
+        f'torch said: {str(err).splitlines()[0]}')
+
+
+def _without_config_code(checkpoint: Any) -> Any:
+    """The checkpoint without ``meta['config']``: mmengine's ``Runner.resume`` runs that string
+    as a Python config (``Config.fromstring``) for a GPU-count check, so a crafted file made
+    only of safe types could still run code on ``--resume``. mmengine 0.10 saves its config as
+    ``meta['cfg']``; ``config`` comes from mmcv 1.x-era checkpoints (e.g. mmseg 0.x's model
+    zoo, whose weights load unchanged) or crafted ones. The file itself is not changed."""
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    if isinstance(meta, dict):
+        meta.pop('config', None)
+    return checkpoint
 
 
 @CheckpointLoader.register_scheme(prefixes='', force=True)
@@ -73,3 +93,33 @@ def load_from_local(filename: str, map_location: Union[str, torch.device, None])
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
     return safe_torch_load(filename, map_location)
+
+
+def safe_load_url(url: str,
+                  model_dir: Optional[str] = None,
+                  map_location: Union[str, torch.device, None] = None,
+                  progress: bool = True,
+                  check_hash: bool = False,
+                  file_name: Optional[str] = None) -> Any:
+    """``torch.hub.load_state_dict_from_url`` with ``weights_only=True`` (its default is False).
+
+    mmengine's URL loaders (``http(s)://``, and through them ``open-mmlab://``,
+    ``torchvision://``, ``mmcls://``: the teachers' and backbones' pretrained weights) call
+    it as ``load_url``; mmperc puts this one in its place, so a tampered download or cached
+    file is refused like a local one.
+
+    Raises:
+        UnsafeCheckpointError: The file pickles objects outside the allow-list.
+    """
+    try:
+        checkpoint = torch.hub.load_state_dict_from_url(
+            url, model_dir=model_dir, map_location=map_location, progress=progress, check_hash=check_hash,
+            file_name=file_name, weights_only=True)
+    except pickle.UnpicklingError as err:
+        cached = osp.join(model_dir or osp.join(torch.hub.get_dir(), 'checkpoints'),
+                          file_name or osp.basename(urlparse(url).path))
+        raise _unsafe(cached, err) from err
+    return _without_config_code(checkpoint)
+
+
+mmengine_checkpoint.load_url = safe_load_url

@@ -78,3 +78,44 @@ def test_encoded_message_hub_is_safe_and_round_trips(tmp_path):
 def test_missing_file_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         _load_checkpoint(str(tmp_path / 'nope.pth'), map_location='cpu')
+
+
+class _Marker:
+    """A pickled object whose unpickling creates a file: whether it ran is visible."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+def test_url_checkpoints_load_safely(tmp_path, monkeypatch):
+    """http(s):// and the schemes that resolve to a URL (open-mmlab://, torchvision://, mmcls://)
+    load the downloaded (here: already cached) file with weights_only=True, as local files do:
+    torch.hub's own default is weights_only=False."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    cache = tmp_path / 'torch' / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    marker = tmp_path / 'ran'
+    for name in ('evil.pth', 'resnet18_v1c-b5776b93.pth'):  # the second: open-mmlab://resnet18_v1c's file
+        torch.save({'state_dict': {}, 'meta': {'x': _Marker(str(marker))}}, cache / name)
+    for url in ('https://download.example.invalid/x/evil.pth', 'open-mmlab://resnet18_v1c'):
+        with pytest.raises(UnsafeCheckpointError, match='evil.pth|resnet18_v1c'):
+            _load_checkpoint(url, map_location='cpu')
+    assert not marker.exists()
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': {'cfg': 'a = 1'}}, cache / 'good.pth')
+    ckpt = _load_checkpoint('https://download.example.invalid/x/good.pth', map_location='cpu')
+    assert torch.equal(ckpt['state_dict']['w'], torch.ones(2)) and ckpt['meta'] == {'cfg': 'a = 1'}
+
+
+def test_config_code_in_meta_is_dropped(tmp_path):
+    """mmengine's Runner.resume runs meta['config'] as Python (Config.fromstring): a file of safe
+    types could carry code there, so the loaders drop it (mmengine 0.10 saves meta['cfg'])."""
+    path = tmp_path / 'ckpt.pth'
+    code = f"x = __import__('builtins').open({str(tmp_path / 'ran')!r}, 'w')"
+    torch.save({'state_dict': {'w': torch.ones(2)}, 'meta': {'config': code, 'cfg': 'a = 1', 'iter': 2}}, path)
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) == []  # all safe types
+    for ckpt in (_load_checkpoint(str(path), map_location='cpu'), safe_torch_load(str(path))):
+        assert ckpt['meta'] == {'cfg': 'a = 1', 'iter': 2}
+    assert not (tmp_path / 'ran').exists()

@@ -1,4 +1,5 @@
 """Save mmengine's message hub as plain tensors so checkpoints load with ``weights_only=True``."""
+from collections import OrderedDict
 from typing import Any, Dict, Optional
 
 import numpy as np
@@ -11,15 +12,17 @@ _TAG = '__history_buffer__'
 
 
 def _to_safe(value: Any) -> Any:
-    """numpy values as tensors/Python scalars; containers recursively."""
+    """numpy values as tensors/Python scalars; containers recursively, as the plain ``dict``,
+    ``OrderedDict``, ``list`` and ``tuple`` that ``weights_only`` loads (a ``defaultdict`` or a
+    namedtuple a hook put in ``meta`` could neither be rebuilt as its type nor loaded)."""
     if isinstance(value, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(value))
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return type(value)((k, _to_safe(v)) for k, v in value.items())
+        return (OrderedDict if isinstance(value, OrderedDict) else dict)((k, _to_safe(v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_safe(v) for v in value)
+        return (list if isinstance(value, list) else tuple)(_to_safe(v) for v in value)
     return value
 
 
