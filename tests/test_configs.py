@@ -207,9 +207,12 @@ def test_pspnet_r18_baseline_is_mmseg_r50_with_mmseg_r18_switch(path: str) -> No
 
 @pytest.mark.parametrize('path', PERC_CONFIGS, ids=osp.basename)
 def test_perc_config_adds_only_the_teacher(path: str) -> None:
-    """A ``_perc`` config is its baseline plus mmperc, the segmentor type and the teacher."""
+    """A ``_perc`` config is its baseline plus mmperc (and its checkpoint hook), the segmentor
+    type and the teacher."""
     cfg = load(path)
     assert cfg.custom_imports == dict(imports=['mmperc'], allow_failed_imports=False)
+    # checkpoints that load with weights_only=True (--resume) under mmseg's own train script too
+    assert cfg.custom_hooks == [dict(type='SafeCheckpointHook')]
     assert cfg.model.type == 'PerceptualDistillSegmentor'
     # lambda = 0.1 (Eq. 2) and the paper's efficient loss network (Table 2), chosen for its cost
     assert cfg.model.loss_perc == dict(type='RandomPerceptualLoss', num_convs=(1, 1, 1, 1, 1), loss_weight=0.1)
@@ -219,6 +222,7 @@ def test_perc_config_adds_only_the_teacher(path: str) -> None:
     mine = strip_scope(cfg.to_dict())
     theirs = strip_scope(base.to_dict())
     mine.pop('custom_imports')
+    mine.pop('custom_hooks')
     for key in PERC_KEYS:
         mine['model'].pop(key, None)
         theirs['model'].pop(key, None)

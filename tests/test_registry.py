@@ -21,8 +21,12 @@ def test_build_from_mmseg_and_mmdet_scopes_via_custom_imports(tmp_path):
             with DefaultScope.overwrite_default_scope(scope):
                 out.append(type(registry.build(cfg.loss)).__name__)
                 out.append(registry.get('PerceptualDistillSegmentor').__name__)
+                # the configs' custom_hooks: safe checkpoints under mmseg's / mmdet's train script
+                out.append(type(getattr(mmseg.registry if scope == 'mmseg' else mmdet.registry,
+                                        'HOOKS').build(dict(type='SafeCheckpointHook'))).__name__)
         print(','.join(out))
     """)
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == ','.join(['RandomPerceptualLoss', 'PerceptualDistillSegmentor'] * 2)
+    assert result.stdout.strip().splitlines()[-1] == ','.join(
+        ['RandomPerceptualLoss', 'PerceptualDistillSegmentor', 'SafeCheckpointHook'] * 2)

@@ -1,10 +1,12 @@
 """Re-save a checkpoint you trust so that it loads with ``torch.load(weights_only=True)``.
 
 Only for files from a source you trust: reading the input unpickles arbitrary objects.
-The output keeps ``state_dict``, ``optimizer``, ``param_schedulers`` and ``meta``, with
-mmengine's message hub stored as tensors (see ``mmperc.engine.SafeCheckpointHook``).
+The output keeps every key, with mmengine's message hub stored as tensors and numpy values in
+``meta`` as tensors or Python scalars (see ``mmperc.engine.SafeCheckpointHook``). If anything is
+still outside the allow-list, nothing is written.
 """
 import argparse
+import os
 
 import torch
 
@@ -23,10 +25,14 @@ def main() -> None:
     checkpoint = torch.load(args.src, map_location='cpu', weights_only=False)
     if isinstance(checkpoint, dict):
         SafeCheckpointHook().before_save_checkpoint(None, checkpoint)
-    torch.save(checkpoint, args.dst)
-    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(args.dst)
+    partial = f'{args.dst}.partial'
+    torch.save(checkpoint, partial)
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(partial)
     if unsafe:
-        raise SystemExit(f'{args.dst} still holds objects outside the allow-list: {unsafe}')
+        os.remove(partial)
+        raise SystemExit(f'{args.src} holds objects outside the allow-list that it cannot convert: {unsafe}; '
+                         f'nothing written to {args.dst}')
+    os.replace(partial, args.dst)
     print(f'wrote {args.dst}')
 
 

@@ -5,6 +5,7 @@ _base_ = [
     'mmseg::_base_/default_runtime.py', '../_base_/schedules/schedule_demo-200it.py'
 ]
 custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)  # BoundaryFScore metric
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 model = dict(decode_head=dict(num_classes=2), auxiliary_head=dict(num_classes=2))
 max_iters = 100
 param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0, end=max_iters, by_epoch=False)]

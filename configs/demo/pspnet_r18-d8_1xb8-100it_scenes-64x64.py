@@ -5,4 +5,5 @@ _base_ = [
     'mmseg::_base_/default_runtime.py', '../_base_/schedules/schedule_demo-100it.py'
 ]
 custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)  # BoundaryFScore metric
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 randomness = dict(seed=0)

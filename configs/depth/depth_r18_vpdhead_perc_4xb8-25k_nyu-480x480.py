@@ -4,6 +4,7 @@
 # head, on a ResNet-18 whose four feature strides (4, 8, 16, 32) match what the head expects.
 _base_ = ['mmseg::_base_/datasets/nyu.py', 'mmseg::_base_/default_runtime.py']
 custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 crop_size = (480, 480)
 norm_cfg = dict(type='SyncBN', requires_grad=True)
 model = dict(

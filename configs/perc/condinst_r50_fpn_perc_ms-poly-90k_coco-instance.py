@@ -2,6 +2,7 @@
 # Ground-truth masks are the targets (the paper's teacher soft masks are not implemented).
 _base_ = ['mmdet::condinst/condinst_r50_fpn_ms-poly-90k_coco_instance.py']
 custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 model = dict(
     mask_head=dict(
         type='PerceptualCondInstMaskHead',

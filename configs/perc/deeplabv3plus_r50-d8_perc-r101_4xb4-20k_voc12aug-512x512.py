@@ -3,6 +3,7 @@ _base_ = ['mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-20k_voc12aug-512x512.p
 # Inherited as in the paper (Sec. 4.2): SGD lr 0.01, poly power 0.9, 20k iters,
 # base batch = 4 GPUs x 4 images = 16.
 custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 model = dict(
     type='PerceptualDistillSegmentor',
     # Paper: 'the same architecture, but the backbone is replaced with ResNet101'.

@@ -5,6 +5,7 @@ _base_ = ['mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb4-80k_ade20k-512x512.py'
 # mmseg 1.2.2's metafile lists this 80k checkpoint under the 160k config's
 # name by mistake; its path and mIoU are those of the 80k model.
 custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 model = dict(
     type='PerceptualDistillSegmentor',
     # Paper: 'the same architecture, but the backbone is replaced with ResNet101'.

@@ -5,6 +5,7 @@ _base_ = ['mmseg::hrnet/fcn_hr18s_4xb2-40k_cityscapes-512x1024.py']
 # The paper crops Cityscapes to 769x769, but mmseg has no HRNet config (nor
 # checkpoint) for that crop: student and teacher keep mmseg's 512x1024 crop.
 custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 model = dict(
     type='PerceptualDistillSegmentor',
     # Teacher: FCN-HRNetV2-W48 of the same recipe, mmseg model zoo (78.48 mIoU).

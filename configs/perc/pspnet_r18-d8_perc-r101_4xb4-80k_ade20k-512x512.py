@@ -3,6 +3,7 @@ _base_ = ['../pspnet/pspnet_r18-d8_4xb4-80k_ade20k-512x512.py']
 # Inherited as in the paper (Sec. 4.2): SGD lr 0.01, poly power 0.9, 80k iters,
 # base batch = 4 GPUs x 4 images = 16.
 custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 model = dict(
     type='PerceptualDistillSegmentor',
     # Teacher: PSPNet-R101-D8 of the same recipe, mmseg model zoo (43.57 mIoU).

@@ -34,13 +34,16 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     mmengine 0.10's launcher calls ``torch.cuda.set_device`` and its DDP
     wrapper passes ``device_ids``; both fail without CUDA. Without CUDA this
     initialises a gloo process group itself (mmengine then skips its own
-    initialisation) and wraps the model in DDP without ``device_ids``.
+    initialisation) and wraps the model in DDP without ``device_ids``. With CUDA it only sets
+    the backend (``MMPERC_DIST_BACKEND`` may ask for gloo on GPUs): mmengine's launcher then puts
+    each rank on its own GPU (``LOCAL_RANK``), which a process group made here would skip,
+    leaving every rank on GPU 0.
     """
     if launcher == 'none':
         return
     backend = default_dist_backend()
-    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = backend
-    if torch.cuda.is_available() and backend == 'nccl':
+    cfg.merge_from_dict({'env_cfg.dist_cfg.backend': backend})  # also where the config has no env_cfg
+    if torch.cuda.is_available():
         return
     if launcher != 'pytorch':
         raise ValueError(f'launcher {launcher!r} without CUDA is not supported: use --launcher pytorch (torchrun)')

@@ -25,3 +25,13 @@ def test_sanitize_requires_trust_and_makes_a_safe_checkpoint(tmp_path):
     from mmperc.engine import decode_message_hub
     buffer = decode_message_hub(loaded['message_hub'])['log_scalars']['train/loss']
     assert isinstance(buffer, HistoryBuffer) and buffer.current() == 0.5
+
+
+def test_sanitize_writes_nothing_when_it_cannot_make_the_file_safe(tmp_path):
+    import argparse
+    src, dst = tmp_path / 'plain.pth', tmp_path / 'safe.pth'
+    torch.save({'state_dict': {'w': torch.ones(3)}, 'meta': {'args': argparse.Namespace(lr=0.1)}}, src)
+    failed = subprocess.run([sys.executable, 'tools/sanitize_checkpoint.py', str(src), str(dst), '--trust'],
+                            cwd=ROOT, capture_output=True, text=True)
+    assert failed.returncode != 0 and 'Namespace' in failed.stderr and 'nothing written' in failed.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['plain.pth']

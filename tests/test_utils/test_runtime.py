@@ -10,3 +10,21 @@ def test_shutdown_distributed_destroys_the_group(tmp_path):
     assert dist.is_initialized()
     shutdown_distributed()
     assert not dist.is_initialized()
+
+
+def test_gloo_on_gpus_is_left_to_mmengines_launcher(monkeypatch):
+    """MMPERC_DIST_BACKEND=gloo with CUDA: only the backend is set; mmengine's launcher makes the
+    group after putting each rank on its GPU (a group made here would leave them all on GPU 0)."""
+    import torch
+    import torch.distributed as dist
+    from mmengine.config import Config
+
+    from mmperc.utils import setup_distributed
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setenv('MMPERC_DIST_BACKEND', 'gloo')
+    for var in ('MASTER_ADDR', 'MASTER_PORT', 'RANK', 'WORLD_SIZE'):
+        monkeypatch.delenv(var, raising=False)
+    cfg = Config(dict())
+    setup_distributed(cfg, 'pytorch')
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert not dist.is_initialized() and 'model_wrapper_cfg' not in cfg
