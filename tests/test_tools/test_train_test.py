@@ -41,7 +41,12 @@ def test_resume_continues_at_the_right_iteration(base_run):
     assert re.search(r'resumed epoch: 0, iter: 2', out), out[-3000:]
     iters = [s['iter'] for s in scalars(base_run / 'work') if 'loss' in s]
     assert iters[-2:] == [3, 4]
-    assert torch.load(base_run / 'work' / 'iter_4.pth', weights_only=True)['meta']['iter'] == 4
+    resumed = torch.load(base_run / 'work' / 'iter_4.pth', weights_only=True)
+    assert resumed['meta']['iter'] == 4
+    # the message hub came back through SafeCheckpointHook: the loss history of iterations 1-2 too
+    from mmperc.engine import decode_message_hub
+    history = decode_message_hub(resumed['message_hub'])['log_scalars']['train/loss']
+    assert len(history.data[0]) == 4
     explicit = run_tool('tools/train.py', base_run / 'base.py', '--work-dir', base_run / 'work2',
                         '--resume', base_run / 'work' / 'iter_2.pth', '--cfg-options', 'train_cfg.max_iters=3',
                         'train_cfg.val_interval=3', 'default_hooks.checkpoint.interval=3')
