@@ -1,6 +1,8 @@
 # mmperc: the two commands of the README, plus helpers.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# the scripts set up and test the same environment
+export MMPERC_VENV := $(abspath $(VENV))
 
 .PHONY: setup demo test bench clean
 

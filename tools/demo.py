@@ -9,6 +9,7 @@ against the teacher (the paper's Eq. 2). Writes ``results.md`` (mIoU and boundar
 ``predictions.png`` and ``curves.png`` under the work dir.
 """
 import argparse
+import json
 import os
 import os.path as osp
 import sys
@@ -99,14 +100,38 @@ def job(track: str, name: str, config: str, args: argparse.Namespace, data_root:
     return Job(f'{track}/{name}', cmd, after=after, env=env)
 
 
-def teacher_checkpoint(config: str, args: argparse.Namespace, teacher_dir: str) -> Tuple[str, bool]:
-    """The teacher's checkpoint and whether it must be trained (False: cached, reused)."""
-    cached = last_checkpoint(teacher_dir)
-    if cached and not args.retrain_teacher and args.max_iters is None:
-        return cached, False
+#: What a cached teacher was trained on, beside its checkpoint.
+TEACHER_KEY = 'teacher_key.json'
+
+
+def teacher_key(args: argparse.Namespace, data_root: str, iters: int) -> dict:
+    """What a reusable teacher must have been trained on: the same data (the generator's record
+    of it, else its folder), seed and schedule length."""
+    from mmperc.testing import MARKER_FILE
+    marker = osp.join(data_root, MARKER_FILE)
+    data = json.load(open(marker)) if osp.isfile(marker) else osp.abspath(data_root)
+    return dict(data=data, seed=args.seed, max_iters=iters)
+
+
+def teacher_checkpoint(config: str, args: argparse.Namespace, teacher_dir: str, data_root: str) -> Tuple[str, bool]:
+    """The teacher's checkpoint and whether it must be trained (False: cached, reused).
+
+    A cached teacher is reused only if it finished the schedule on the same data with the
+    same seed (:data:`TEACHER_KEY`): never a ``--max-iters`` smoke run's, nor one trained on
+    other data. Before a teacher is trained, its stale checkpoint is removed and the key of the
+    new run written, so an interrupted run leaves nothing that would be reused."""
     from mmengine.config import Config
     iters = args.max_iters or Config.fromfile(str(CONFIGS / config)).train_cfg.max_iters
-    return osp.join(teacher_dir, f'iter_{iters}.pth'), True
+    ckpt, key_file = osp.join(teacher_dir, f'iter_{iters}.pth'), osp.join(teacher_dir, TEACHER_KEY)
+    key = teacher_key(args, data_root, iters)
+    if not args.retrain_teacher and osp.isfile(ckpt) and osp.isfile(key_file) and json.load(open(key_file)) == key:
+        return ckpt, False
+    os.makedirs(teacher_dir, exist_ok=True)
+    if osp.isfile(ckpt):
+        os.remove(ckpt)
+    with open(key_file, 'w') as f:
+        json.dump(key, f, indent=1, sort_keys=True)
+    return ckpt, True
 
 
 def final_metrics(run_dir: str) -> Dict[str, float]:
@@ -161,7 +186,8 @@ def main() -> None:
     jobs = []
     for track, sub, runs in TRACKS:
         track_dir = osp.join(args.work_dir, sub)
-        teacher_ckpt, train_teacher = teacher_checkpoint(runs[0][1], args, osp.join(track_dir, 'teacher'))
+        teacher_ckpt, train_teacher = teacher_checkpoint(runs[0][1], args, osp.join(track_dir, 'teacher'),
+                                                         roots[track])
         if not train_teacher:
             print(f'[demo] reusing the teacher {teacher_ckpt} (--retrain-teacher to train it again)')
         for name, config, _ in runs:

@@ -6,6 +6,7 @@ from typing import List, Tuple
 
 import numpy as np
 
+from .datasets import _check_counts, _params, _prepare_root, _write_marker
 from .scenes import class_appearance
 
 __all__ = ['make_coco']
@@ -34,9 +35,16 @@ def _write_split(root: str, split: str, num_images: int, size: Tuple[int, int], 
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
         img = np.full((height, width, 3), 90, np.uint8) + rng.integers(0, 20, (height, width, 3), dtype=np.uint8)
+        occupied = np.zeros((height, width), bool)
         for _ in range(int(rng.integers(2, 5))):
             category = int(rng.integers(0, len(classes)))
-            polygon, mask = _polygon(rng, height, width)
+            for _attempt in range(20):  # instances do not overlap: each mask is what the image shows
+                polygon, mask = _polygon(rng, height, width)
+                if not (mask & occupied).any():
+                    break
+            else:
+                continue
+            occupied |= mask
             img[mask] = class_appearance(category + 1)[3]
             ys, xs = np.nonzero(mask)
             x0, y0 = float(xs.min()), float(ys.min())
@@ -57,7 +65,9 @@ def make_coco(root: str, num_train: int = 4, num_val: int = 2, size: Tuple[int, 
     """Write ``<root>/coco/{train2017,val2017}`` and ``annotations/instances_*2017.json``.
 
     Images hold 2-4 ellipse instances (polygon annotations, boxes, areas) of
-    COCO's class names, so mmdet's ``CocoDataset`` and its pipelines read them.
+    COCO's class names, so mmdet's ``CocoDataset`` and its pipelines read them; instances do
+    not overlap, so each annotation is what the image shows. A root already holding a
+    dataset generated with the same arguments is reused; any other non-empty one is refused.
 
     Args:
         root (str): Parent folder.
@@ -68,11 +78,19 @@ def make_coco(root: str, num_train: int = 4, num_val: int = 2, size: Tuple[int, 
 
     Returns:
         str: The data root, with a trailing slash as mmdet's configs write it.
+
+    Raises:
+        FileExistsError: ``<root>/coco`` holds other data (e.g. the real COCO): never touched.
     """
     from mmdet.datasets import CocoDataset
+    _check_counts(num_train=num_train, num_val=num_val)
     data_root = osp.join(root, 'coco')
+    params = _params('coco', num_train=num_train, num_val=num_val, size=size, seed=seed)
+    if _prepare_root(data_root, params):
+        return data_root + '/'
     os.makedirs(osp.join(data_root, 'annotations'), exist_ok=True)
     classes = tuple(CocoDataset.METAINFO['classes'])
     _write_split(data_root, 'train', num_train, size, seed, classes)
     _write_split(data_root, 'val', num_val, size, seed, classes)
+    _write_marker(data_root, params)
     return data_root + '/'

@@ -7,8 +7,8 @@ with its instance masks (125 nuclei; Caicedo et al., Nature Methods 2019). Insta
 
 The image is cut into non-overlapping tiles; the right-most column of tiles is the validation
 split, so no validation pixel is ever seen in training. Labels are 0 = background and
-1 = nucleus, with the one-pixel seams where two nuclei touch set to background so touching
-nuclei stay apart (the structure a per-pixel loss tends to blur). The layout is mmseg's
+1 = nucleus, with two-pixel seams (one pixel on each side) set to background where two nuclei
+touch, so touching nuclei stay apart (the structure a per-pixel loss tends to blur). The layout is mmseg's
 generic one (``img_dir/{train,val}/*.png``, ``ann_dir/{train,val}/*.png``), which the stock
 ``BaseSegDataset`` reads (``configs/_base_/datasets/nuclei_dsb2018-64x64.py``).
 """

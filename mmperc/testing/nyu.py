@@ -5,6 +5,8 @@ from typing import Tuple
 
 import numpy as np
 
+from .datasets import _check_counts, _params, _prepare_root, _write_marker
+
 __all__ = ['make_nyu']
 
 
@@ -32,7 +34,10 @@ def make_nyu(root: str, num_train: int = 4, num_val: int = 2, size: Tuple[int, i
     """Write ``<root>/nyu/{images,annotations}/{train,test}/<room>_<n>.{jpg,png}``.
 
     Depth PNGs are uint16 millimetres (0 = missing), read by mmseg's
-    ``LoadDepthAnnotation(depth_rescale_factor=1e-3)``.
+    ``LoadDepthAnnotation(depth_rescale_factor=1e-3)``. The room (``bedroom``) is one of
+    ``NYUDataset``'s classes, which it reads from the file name as ``category_id``. A root
+    already holding a dataset generated with the same arguments is reused; any other non-empty
+    one is refused.
 
     Args:
         root (str): Parent folder.
@@ -43,16 +48,24 @@ def make_nyu(root: str, num_train: int = 4, num_val: int = 2, size: Tuple[int, i
 
     Returns:
         str: The data root.
+
+    Raises:
+        FileExistsError: ``<root>/nyu`` holds other data (e.g. the real NYU): never touched.
     """
     import cv2
+    _check_counts(num_train=num_train, num_val=num_val)
     data_root = osp.join(root, 'nyu')
+    params = _params('nyu', num_train=num_train, num_val=num_val, size=size, seed=seed)
+    if _prepare_root(data_root, params):
+        return data_root
     for split, count in (('train', num_train), ('test', num_val)):
         os.makedirs(osp.join(data_root, 'images', split), exist_ok=True)
         os.makedirs(osp.join(data_root, 'annotations', split), exist_ok=True)
         rng = np.random.default_rng([seed, 0 if split == 'train' else 1])
         for i in range(count):
             img, depth = _depth_scene(rng, size)
-            name = f'bedroom_{split}{i:04d}'
+            name = f'bedroom_{i:04d}'  # NYUDataset: the text before the first digit, less one character
             cv2.imwrite(osp.join(data_root, 'images', split, name + '.jpg'), img[..., ::-1])
             cv2.imwrite(osp.join(data_root, 'annotations', split, name + '.png'), depth)
+    _write_marker(data_root, params)
     return data_root

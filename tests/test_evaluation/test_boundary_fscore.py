@@ -41,3 +41,27 @@ def test_metric_averages_images():
                dict(pred_sem_seg=dict(data=torch.zeros(1, 32, 32, dtype=torch.long)), gt_sem_seg=dict(data=gt[None]))]
     metric.process({}, samples)
     assert metric.compute_metrics(metric.results) == {'bF': 50.0}
+
+
+@pytest.mark.parametrize('width', [1, 2, 5])  # Pascal VOC's outlines are about 5 pixels wide
+def test_ignored_outlines_are_boundaries(width):
+    """Objects outlined by ignored pixels (Pascal VOC): the band is the ground truth's boundary,
+    so an empty prediction scores 0 (it scored 1 while the band hid every boundary)."""
+    import numpy as np
+
+    from mmperc.testing import add_ignore_boundaries
+    square = _square()
+    gt = torch.from_numpy(add_ignore_boundaries(square.numpy().astype(np.uint8), width)).long()
+    assert (gt == 255).any() and not label_boundaries(gt).any()  # no boundary between valid pixels
+    assert boundary_fscore(torch.zeros_like(gt), gt) == 0.0
+    assert boundary_fscore(square, gt) == 1.0
+    assert boundary_fscore(_square(offset=1), gt) > boundary_fscore(_square(offset=6), gt)
+
+
+def test_inside_of_a_large_ignored_region_counts_for_neither_map():
+    gt = _square()
+    gt[:, 16:] = 255  # the right half is void; the square's left half stays
+    pred = _square()
+    pred[:, 24:] = torch.arange(8).repeat(32, 1)  # stripes deep inside the void: not boundaries
+    assert boundary_fscore(pred, gt) == 1.0
+    assert boundary_fscore(pred, torch.full_like(gt, 255)) == 1.0  # nothing valid: nothing to compare

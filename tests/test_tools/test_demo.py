@@ -64,12 +64,34 @@ def test_teacher_is_trained_once_then_reused(tmp_path):
     for the checkpoint the teacher's run will write."""
     import argparse
     demo = _demo_module()
-    args = argparse.Namespace(retrain_teacher=False, max_iters=None)
+    args = argparse.Namespace(retrain_teacher=False, max_iters=None, seed=0)
     config = demo.TRACKS[0][2][0][1]
-    ckpt, train = demo.teacher_checkpoint(config, args, str(tmp_path / 'teacher'))
+    teacher, data = str(tmp_path / 'teacher'), str(tmp_path / 'data')
+    ckpt, train = demo.teacher_checkpoint(config, args, teacher, data)
     assert train and ckpt == str(tmp_path / 'teacher' / 'iter_300.pth')
-    (tmp_path / 'teacher').mkdir()
-    (tmp_path / 'teacher' / 'iter_300.pth').write_bytes(b'')
-    assert demo.teacher_checkpoint(config, args, str(tmp_path / 'teacher')) == (ckpt, False)
+    (tmp_path / 'teacher' / 'iter_300.pth').write_bytes(b'')  # the run finished
+    assert demo.teacher_checkpoint(config, args, teacher, data) == (ckpt, False)
     args.retrain_teacher = True
-    assert demo.teacher_checkpoint(config, args, str(tmp_path / 'teacher')) == (ckpt, True)
+    assert demo.teacher_checkpoint(config, args, teacher, data) == (ckpt, True)
+    assert not (tmp_path / 'teacher' / 'iter_300.pth').exists()  # the stale one is gone before training
+
+
+def test_teacher_of_a_smoke_run_or_other_data_is_not_reused(tmp_path):
+    """A --max-iters run's teacher, or one trained on other data or with another seed, is
+    never what a full demo distils from (it was: whatever the folder's last checkpoint was)."""
+    import argparse
+    demo = _demo_module()
+    config = demo.TRACKS[0][2][0][1]
+    teacher, data = str(tmp_path / 'teacher'), str(tmp_path / 'data')
+    smoke = argparse.Namespace(retrain_teacher=False, max_iters=2, seed=0)
+    ckpt, train = demo.teacher_checkpoint(config, smoke, teacher, data)
+    assert train and ckpt.endswith('iter_2.pth')
+    (tmp_path / 'teacher' / 'iter_2.pth').write_bytes(b'')
+    (tmp_path / 'teacher' / 'last_checkpoint').write_text(ckpt)
+    full = argparse.Namespace(retrain_teacher=False, max_iters=None, seed=0)
+    assert demo.teacher_checkpoint(config, full, teacher, data)[1]
+    (tmp_path / 'teacher' / 'iter_300.pth').write_bytes(b'')
+    assert not demo.teacher_checkpoint(config, full, teacher, data)[1]
+    assert demo.teacher_checkpoint(config, full, teacher, str(tmp_path / 'other'))[1]  # other data
+    (tmp_path / 'teacher' / 'iter_300.pth').write_bytes(b'')
+    assert demo.teacher_checkpoint(config, argparse.Namespace(**{**vars(full), 'seed': 1}), teacher, data)[1]

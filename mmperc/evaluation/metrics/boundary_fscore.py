@@ -1,6 +1,6 @@
 """Boundary F-score: how well predicted region boundaries match the ground truth's."""
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,28 +32,55 @@ def label_boundaries(label: Tensor, ignore_index: int = 255) -> Tensor:
 
 
 def _dilate(mask: Tensor, radius: int) -> Tensor:
+    """``mask`` grown by ``radius`` pixels in a (2 radius + 1)-pixel square (Chebyshev distance)."""
     if radius == 0:
         return mask
     k = 2 * radius + 1
     return F.max_pool2d(mask[None, None].float(), k, stride=1, padding=radius)[0, 0] > 0
 
 
+def _filled_near_valid(pred: Tensor, gt: Tensor, ignore_index: int,
+                       tolerance: int) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Both maps with each ground-truth-ignored pixel set to the label its nearest valid pixel
+    has in that map, and the pixels within ``tolerance`` of a valid one (None: all are valid).
+
+    Pascal VOC outlines every object with a band of ignored pixels: left ignored, no boundary of
+    the ground truth would remain, and an empty prediction would score 1. Filled, a band becomes
+    the boundary of the labels on its two sides (in both maps alike), while at the rim of a large
+    ignored region both maps just continue their neighbours' labels: no boundary there."""
+    ignored = gt == ignore_index
+    if not bool(ignored.any()):
+        return pred.long(), gt.long(), None
+    if bool(ignored.all()):  # nothing to compare
+        return pred.long(), gt.long(), torch.zeros_like(ignored)
+    from scipy.ndimage import distance_transform_edt
+    dist, (rows, cols) = distance_transform_edt(ignored.cpu().numpy(), return_indices=True)
+    rows, cols = torch.from_numpy(rows).to(gt.device), torch.from_numpy(cols).to(gt.device)
+    near = torch.from_numpy(dist <= tolerance).to(gt.device)
+    return pred.long()[rows, cols], gt.long()[rows, cols], near
+
+
 def boundary_fscore(pred: Tensor, gt: Tensor, tolerance: int = 2, ignore_index: int = 255) -> float:
-    """F1 of boundary pixels matched within ``tolerance`` pixels (Csurka et al., BMVC 2013).
+    """F1 of boundary pixels matched within ``tolerance`` pixels (Csurka et al., BMVC 2013),
+    distances measured in a square (Chebyshev: a diagonal offset of 2 pixels matches at 2).
 
     Args:
         pred (Tensor): ``(H, W)`` predicted labels.
         gt (Tensor): ``(H, W)`` ground-truth labels.
         tolerance (int): Matching distance in pixels. Defaults to 2.
-        ignore_index (int): Ignored label; its pixels are excluded. Defaults to 255.
+        ignore_index (int): Ignored label of ``gt``. Both maps take, at its pixels, the label of
+            the nearest valid pixel, and only boundaries within ``tolerance`` of a valid pixel
+            count: a thin ignored band between two classes (Pascal VOC's outlines) is a boundary
+            of the ground truth, the inside of a large ignored region counts for neither map.
+            Defaults to 255.
 
     Returns:
         float: The F-score in [0, 1]; 1.0 when neither map has a boundary.
     """
-    valid = gt != ignore_index
-    pred_b = label_boundaries(torch.where(valid, pred.long(), torch.full_like(pred.long(), ignore_index)),
-                              ignore_index)
-    gt_b = label_boundaries(gt, ignore_index)
+    pred, gt, near = _filled_near_valid(pred, gt, ignore_index, tolerance)
+    pred_b, gt_b = label_boundaries(pred, ignore_index), label_boundaries(gt, ignore_index)
+    if near is not None:
+        pred_b, gt_b = pred_b & near, gt_b & near
     if not pred_b.any() and not gt_b.any():
         return 1.0
     precision = (pred_b & _dilate(gt_b, tolerance)).sum().item() / max(pred_b.sum().item(), 1)
