@@ -5,6 +5,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 from .class_maps import (ClassMaps, conv_input_grad, first_block_max_pool, first_block_max_pool_input_grad,
                          first_conv, first_conv_input_grad, memory_format)
@@ -119,6 +120,7 @@ class FrozenVGGEmbed(torch.autograd.Function):
         return tuple(outputs)
 
     @staticmethod
+    @once_differentiable  # a hand-written first derivative: differentiating it again raises
     def backward(ctx, *grad_outputs: Optional[Tensor]):
         saved = list(ctx.saved_tensors)
         ctx.maps.restore(tuple(saved[ctx.num_masks:]))
@@ -174,5 +176,5 @@ class FrozenVGGEmbed(torch.autograd.Function):
                 up = F.interpolate(grad, scale_factor=2, mode='nearest') / 4
                 grad = F.pad(up, (0, shape[-1] - up.shape[-1], 0, shape[-2] - up.shape[-2]))
                 owned = True
-        ctx.maps = None
+        ctx.maps.pack()  # no reference to the logits outside autograd's saved tensors (retain_graph)
         return (grad.to(ctx.input_dtype) if grad is not None else None), None, None, None

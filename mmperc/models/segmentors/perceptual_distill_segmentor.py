@@ -266,8 +266,9 @@ class PerceptualDistillSegmentor(EncoderDecoder):
         if teacher_logits is None:
             target, valid = seg_label, None
         else:
+            # in the teacher's own convention (its configs may set align_corners otherwise)
             target = resize(teacher_logits.float().contiguous(memory_format=layout), size=size, mode='bilinear',
-                            align_corners=self.align_corners)
+                            align_corners=getattr(self.teacher, 'align_corners', self.align_corners))
             valid = seg_label != head.ignore_index
         losses[self.loss_perc.loss_name] = self.loss_perc(
             student, target, ignore_index=head.ignore_index, valid_mask=valid)

@@ -295,3 +295,24 @@ def test_perceptual_loss_gets_maps_in_its_memory_format(model, monkeypatch):
     assert results[0][1]
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize('student_align', [False, True])
+def test_teacher_logits_resized_in_the_teachers_convention(teacher_ckpt, monkeypatch, student_align):
+    """The teacher's logits reach the label size as the teacher's own inference resizes them
+    (its align_corners), whatever the student's: the 769 teacher (True) with a student whose
+    config says False got its soft target stretched against the labels."""
+    import torch.nn.functional as F
+    cfg = distill_cfg(teacher_ckpt)
+    cfg.decode_head.align_corners = cfg.auxiliary_head.align_corners = student_align
+    segmentor = build(cfg)
+    segmentor.init_weights()
+    assert segmentor.teacher.align_corners is True and segmentor.align_corners is student_align
+    targets = []
+    forward = segmentor.loss_perc.forward
+    monkeypatch.setattr(segmentor.loss_perc, 'forward',
+                        lambda pred, target, **kwargs: targets.append(target) or forward(pred, target, **kwargs))
+    inputs, samples = batch()
+    segmentor.loss(inputs, samples)
+    own = F.interpolate(segmentor.teacher_logits(inputs), size=(64, 64), mode='bilinear', align_corners=True)
+    torch.testing.assert_close(targets[0], own, rtol=1e-5, atol=1e-6)
