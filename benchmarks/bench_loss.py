@@ -195,7 +195,9 @@ def median_ratio(times: Dict[str, List[float]], numerator: str, denominator: str
     return statistics.median(round_ratios(times[numerator], times[denominator]))
 
 
-def bench_loss(settings, device: str, batch: int, repeats: int, labels: bool = False) -> List[Dict]:
+def bench_loss(settings, device: str, batch: int, repeats: int, labels: bool = False,
+               on_row: Optional[Callable[[Dict], None]] = None) -> List[Dict]:
+    """One row per setting; ``on_row`` gets each as it is measured."""
     rows = []
     for num_convs, classes, size in settings:
         pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, device, labels)
@@ -214,7 +216,18 @@ def bench_loss(settings, device: str, batch: int, repeats: int, labels: bool = F
                          memory=m_our / m_ref if m_ref else nan, saved=s_our / s_ref,
                          same_value=_same(values['ours'], values['ref'])
                          and _same(values['our_head'], values['ref_head'])))
+        if on_row is not None:
+            on_row(rows[-1])
     return rows
+
+
+def print_row(r: Dict) -> None:
+    """One line of the loss table."""
+    print(f'{r["structure"]:<18}{r["classes"]:>4}{r["size"]:>6}{r["ref_ms"]:>9.1f}{r["our_ms"]:>9.1f}'
+          f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x'
+          + (f'{r["kept"]:>6.2f}x' if 'kept' in r else f'{"-":>7}')
+          + f'{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
+          f'  {r["same_value"]}', flush=True)
 
 
 #: Ratio (A) is measured for the config's loss and for these settings of it (keys over the config's).
@@ -519,18 +532,17 @@ def main() -> None:
           + ('ground-truth labels (the reference: F.one_hot)' if labels else "a teacher's logits (softmax)"))
     print(f'{"structure":<18}{"C":>4}{"size":>6}{"ref ms":>9}{"ours ms":>9}{"speedup":>9}{"from 1/8":>9}'
           f'{"kept":>7}{"ref MiB":>9}{"ours MiB":>9}{"memory":>8}{"saved":>7}  same value')
-    rows = bench_loss(settings, args.device, args.batch, args.repeats, labels)
+    # on CUDA each row is printed as it is measured (a time limit keeps those done); on the CPU
+    # the rows wait for the memory and kept-memory columns of the child processes
+    rows = bench_loss(settings, args.device, args.batch, args.repeats, labels,
+                      on_row=print_row if args.device != 'cpu' else None)
     if args.device == 'cpu':
         for r, (ref_mib, our_mib) in zip(rows, cpu_peaks_in_child(args)):
             r.update(ref_mib=ref_mib, our_mib=our_mib, memory=our_mib / ref_mib)
         for r, kept in zip(rows, child_json(args, '--kept-only', KEPT_MEMORY_ENV)):
             r.update(kept=kept)
-    for r in rows:
-        print(f'{r["structure"]:<18}{r["classes"]:>4}{r["size"]:>6}{r["ref_ms"]:>9.1f}{r["our_ms"]:>9.1f}'
-              f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x'
-              + (f'{r["kept"]:>6.2f}x' if 'kept' in r else f'{"-":>7}')
-              + f'{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
-              f'  {r["same_value"]}')
+        for r in rows:
+            print_row(r)
     print(f'   targets: speedup >= {TARGET_SPEEDUP}x, memory (peak growth) <= {TARGET_MEMORY}x, same value '
           'within 1e-5 (both columns; on CUDA checked with TF32 off, timed with it on, as training runs); '
           'saved = activation memory kept for backward, ours / reference; '

@@ -6,8 +6,13 @@
 # benchmarks/gpu_check.sh and the band/layout sweep (benchmarks/sweep_bands.py), each within its
 # time limit and even if one before it failed (STAGES="NAME ..." runs only those); the exit status
 # is the first failure's.
-# Writes everything under ${OUT:-work_dirs/gpu_check}:
+# Writes everything under ${OUT:-work_dirs/gpu_check} (the set-up's lines in setup.txt):
 #   bash benchmarks/gpu_device_run.sh [ITERS]       (default 30)
+# All six stages take longer than one 600 s call of the device tool (their limits add up to 525 s
+# after about 130 s of set-up); issue #9's evidence alone, within one call (run tool, carry
+# [".whl", ".mmcv_src"], timeout_s 600):
+#   STAGES="bench_step bench_loss profile" STEP_LIMIT=140 BENCH_LIMIT=120 PROFILE_LIMIT=100 \
+#       bash benchmarks/gpu_device_run.sh
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT=${OUT:-$ROOT/work_dirs/gpu_check}
@@ -18,11 +23,13 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
 start=$(date +%s)
 rm -rf /tmp/mmcv-2.1.0 && tar xzf "$ROOT"/.mmcv_src/mmcv-2.1.0.tar.gz -C /tmp
-(cd /tmp/mmcv-2.1.0 && CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 MAX_JOBS=16 python3 setup.py build_ext --inplace \
-    > /tmp/mmcv_build.log 2>&1) || { tail -40 /tmp/mmcv_build.log; exit 1; }
-echo "[device] mmcv built in $(( $(date +%s) - start )) s"
+(cd /tmp/mmcv-2.1.0 && CUDA_VISIBLE_DEVICES= MMCV_WITH_OPS=1 MAX_JOBS=16 timeout 300 python3 setup.py build_ext \
+    --inplace > /tmp/mmcv_build.log 2>&1) || { tail -40 /tmp/mmcv_build.log; exit 1; }
+echo "[device] mmcv built in $(( $(date +%s) - start )) s" | tee "$OUT/setup.txt"
 export PYTHONPATH=/tmp/mmcv-2.1.0:/tmp/site:$ROOT
-python3 -c "import mmcv.ops, mmseg.models, mmdet.models, mmperc, torch; print('[device] imports ok', torch.__version__, torch.cuda.get_device_name(0))" || exit 1
+python3 -c "import mmcv.ops, mmseg.models, mmdet.models, mmperc, torch; print('[device] imports ok', torch.__version__, torch.cuda.get_device_name(0))" \
+    2>&1 | tee -a "$OUT/setup.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || exit 1
 status=0
 gpu_idle() {  # wait (at most 20 s) until no process holds the GPU: torchrun's workers run in
     # their own sessions, so a stage's timeout may return before they have let go of it

@@ -176,13 +176,13 @@ def main() -> None:
     fns = variants(structure, args.classes, args.size, args.batch, args.device, args.targets == 'labels',
                    [None] + list(args.budgets), args.aligns)
     walls = {}
-    for name, (fn, mib, multiple) in fns.items():
+    for name, (fn, mib, multiple) in fns.items():  # each printed as measured: a time limit keeps those done
         with setting(args.device, mib, multiple):
-            walls[name] = wall_ms(fn, args.device, args.repeats)
+            walls[name] = ms, faults = wall_ms(fn, args.device, args.repeats)
+        print(f'== {name}: {ms:.1f} ms per forward+backward (reference / this: '
+              f'{walls["reference"][0] / ms:.2f}x), {faults:.0f} page faults per call', flush=True)
     for name, (fn, mib, multiple) in fns.items():
-        ms, faults = walls[name]
-        print(f'\n== {name}: {ms:.1f} ms per forward+backward (reference / this: '
-              f'{walls["reference"][0] / ms:.2f}x), {faults:.0f} page faults per call')
+        print(f'\n-- {name}: torch.profiler over {args.repeats} calls')
         with setting(args.device, mib, multiple):
             print(profile_table(fn, args.device, args.repeats, args.top), flush=True)
             if args.faults:

@@ -20,3 +20,22 @@ def test_bench_loss_with_label_targets_matches_the_one_hot_reference():
     assert 'target: ground-truth labels' in out, out
     rows = [line for line in out.splitlines() if re.match(r'^\(\d', line)]
     assert len(rows) == 4 and all(row.endswith('True') for row in rows), out
+
+
+def test_rows_reach_on_row_as_they_are_measured(capsys):
+    """On CUDA the table is printed row by row (a device run's time limit keeps the rows done):
+    each row reaches ``on_row`` before the next setting runs, and prints as the table does."""
+    import importlib.util
+
+    from conftest import ROOT
+    spec = importlib.util.spec_from_file_location('bench_loss', ROOT / 'benchmarks' / 'bench_loss.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    seen, settings = [], [((1, 1, 1, 1, 1), 3, 32), ((1, 1, 1, 1, 1), 4, 32)]
+    real = bench._loss_setting
+    bench._loss_setting = lambda *a, **k: (seen.append(('setting', a[1])), real(*a, **k))[1]
+    rows = bench.bench_loss(settings, 'cpu', 1, 1, on_row=lambda r: (seen.append(('row', r['classes'])),
+                                                                     bench.print_row(r)))
+    assert seen == [('setting', 3), ('row', 3), ('setting', 4), ('row', 4)] and len(rows) == 2
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2 and all(line.startswith('(1, 1, 1, 1, 1)') and line.endswith('True') for line in printed)
