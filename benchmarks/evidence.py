@@ -73,6 +73,21 @@ def diverged(stderr: str) -> bool:
     return DIVERGED in stderr
 
 
+def demo_teacher(demo_dir: str) -> Optional[str]:
+    """The demo's teacher checkpoint: the finished schedule its ``teacher_key.json`` names (the
+    demo's own rule for reusing it), else the highest iteration (by number: ``iter_50`` sorts
+    after ``iter_300`` as text), else None."""
+    teacher_dir = Path(demo_dir, 'teacher')
+    key = teacher_dir / 'teacher_key.json'
+    if key.is_file():
+        with open(key) as f:
+            ckpt = teacher_dir / f'iter_{json.load(f)["max_iters"]}.pth'
+        if ckpt.is_file():
+            return str(ckpt)
+    ckpts = sorted(teacher_dir.glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]))
+    return str(ckpts[-1]) if ckpts else None
+
+
 def train(config: Path, work_dir: str, seed: int, options: List[str], args: argparse.Namespace) -> Optional[Dict]:
     """One run; its final validation metrics, or None if it diverged (non-finite loss)."""
     if osp.exists(osp.join(work_dir, 'metrics.json')):
@@ -81,8 +96,8 @@ def train(config: Path, work_dir: str, seed: int, options: List[str], args: argp
             raise RuntimeError(f'{work_dir} holds a run of {cached["max_iters"]} iterations, not '
                                f'--max-iters {args.max_iters}: use another --work-dir')
         return cached
-    teacher = sorted(Path(args.demo_dir, 'teacher').glob('iter_*.pth'))
-    opts = [f'randomness.seed={seed}', f'model.teacher.checkpoint={teacher[-1]}' if teacher and config == PERC
+    teacher = demo_teacher(args.demo_dir)
+    opts = [f'randomness.seed={seed}', f'model.teacher.checkpoint={teacher}' if teacher and config == PERC
             else None] + [f'{loader}.dataset.data_root={args.data_root}' for loader in
                           ('train_dataloader', 'val_dataloader', 'test_dataloader')] + options
     if args.max_iters:
@@ -128,11 +143,16 @@ def study_seeds(args: argparse.Namespace) -> str:
             print(f'[evidence] {name} seed {seed}: {results[name][-1]}', flush=True)
     lines = ['| run | mIoU (mean ± std) | boundary F (mean ± std) | seeds |', '|---|---|---|---|']
     for name, runs in results.items():
-        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {len(runs)} |')
+        diverged = sum(r['diverged'] for r in runs)
+        lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {len(runs)}'
+                     + (f' ({diverged} diverged, left out)' if diverged else '') + ' |')
     from scipy.stats import ttest_ind
     for key in ('mIoU', 'bF'):
-        a = [r[key] for r in results['CE only']]
-        b = [r[key] for r in results['CE + perc (teacher)']]
+        a = [r[key] for r in results['CE only'] if not r['diverged']]
+        b = [r[key] for r in results['CE + perc (teacher)'] if not r['diverged']]
+        if min(len(a), len(b)) < 2:
+            lines.append(f"\n{key}: Welch's t-test needs at least 2 finished runs per side, got {len(a)} and {len(b)}")
+            continue
         t = ttest_ind(b, a, equal_var=False)
         lines.append(f'\n{key}: difference of means {statistics.mean(b) - statistics.mean(a):+.2f}, '
                      f"Welch's t = {t.statistic:.2f}, p = {t.pvalue:.3f} "

@@ -42,6 +42,7 @@ def run_jobs(jobs: Sequence[Job], parallel: int = 1, stream=None) -> Dict[str, f
         ValueError: Duplicate names or an unknown / circular dependency.
         subprocess.CalledProcessError: A job failed (the running ones are waited for, none
             is started after it).
+        OSError: A job could not be started (e.g. its command does not exist); likewise.
     """
     stream = stream or sys.stdout
     names = [job.name for job in jobs]
@@ -78,21 +79,29 @@ def run_jobs(jobs: Sequence[Job], parallel: int = 1, stream=None) -> Dict[str, f
                         return
                     lock.wait()
             start = time.time()
-            echo(f'[{job.name}] $ {" ".join(job.cmd)}\n')
-            env = dict(os.environ, PYTHONUNBUFFERED='1', **(job.env or {}))  # lines as they come
-            proc = subprocess.Popen(job.cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, bufsize=1)
-            for line in proc.stdout:
-                echo(f'[{job.name}] {line}')
-            code = proc.wait()
+            try:  # whatever fails here fails the run: a job never started must not count as done
+                code = run_one(job)
+                error = subprocess.CalledProcessError(code, job.cmd) if code else None
+            except Exception as err:  # noqa: BLE001 - re-raised by run_jobs
+                error = err
             with lock:
                 running.discard(job.name)
-                if code:
-                    failed.append(subprocess.CalledProcessError(code, job.cmd))
+                if error is not None:
+                    failed.append(error)
                 else:
                     done[job.name] = time.time() - start
                     echo(f'[{job.name}] finished in {done[job.name]:.0f} s\n')  # the lock is reentrant
                 lock.notify_all()
+
+    def run_one(job: Job) -> int:
+        """Run ``job`` with its output streamed; its exit status."""
+        echo(f'[{job.name}] $ {" ".join(job.cmd)}\n')
+        env = {**os.environ, 'PYTHONUNBUFFERED': '1', **(job.env or {})}  # lines as they come
+        proc = subprocess.Popen(job.cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors='replace', bufsize=1)
+        for line in proc.stdout:
+            echo(f'[{job.name}] {line}')
+        return proc.wait()
 
     workers = [threading.Thread(target=work, daemon=True) for _ in range(max(1, parallel))]
     for w in workers:

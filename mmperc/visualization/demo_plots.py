@@ -80,7 +80,7 @@ def plot_predictions(panels: List[Panel], out: str, num_images: int = 2) -> None
     import mmcv
     from mmseg.apis import inference_model, init_model
 
-    rows, order = [], [name for name in ('ce', 'perc_gt', 'perc_teacher', 'teacher')]
+    rows, order, shown = [], ('ce', 'perc_gt', 'perc_teacher', 'teacher'), set()
     for dataset, data_root, runs in panels:
         pairs = val_pairs(data_root, num_images)
         predictions, palette = {}, None
@@ -92,16 +92,20 @@ def plot_predictions(panels: List[Panel], out: str, num_images: int = 2) -> None
             predictions[name] = [inference_model(model, img).pred_sem_seg.data[0].numpy() for img, _ in pairs]
         if palette is None:  # no run of this dataset has a checkpoint
             continue
-        order = [name for name in order if name in predictions]
+        shown |= set(predictions)
         for i, (img, gt) in enumerate(pairs):
             rows.append((dataset, mmcv.imread(img, channel_order='rgb'),
                          colorize(mmcv.imread(gt, flag='unchanged'), palette),
                          {name: colorize(pred[i], palette) for name, pred in predictions.items()}))
+    if not rows:
+        raise ValueError('no run has a checkpoint: nothing to plot')
+    order = [name for name in order if name in shown]  # a run missing in one dataset stays in the others
     plt = _pyplot()
     cols = 2 + len(order)
     fig, axes = plt.subplots(len(rows), cols, figsize=(3 * cols, 2.2 * len(rows)), squeeze=False)
     for row, (dataset, image, gt, predicted) in enumerate(rows):
-        panels_row = [image, gt] + [predicted[name] for name in order]
+        blank = np.full_like(gt, 255)  # a run without a checkpoint for this dataset
+        panels_row = [image, gt] + [predicted.get(name, blank) for name in order]
         titles = [f'{dataset}: image', 'ground truth'] + [COLUMN_TITLES.get(n, n) for n in order]
         for col, (panel, title) in enumerate(zip(panels_row, titles)):
             axes[row, col].imshow(panel)

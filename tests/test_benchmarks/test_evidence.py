@@ -70,3 +70,28 @@ def test_cached_run_of_another_length_is_refused(evidence, tmp_path):
         module_train.train(module_train.PERC, str(run), 0, [], args(tmp_path))
     assert module_train.train(module_train.PERC, str(run), 0, [], argparse.Namespace(**{**vars(args(tmp_path)),
                                                                                           'max_iters': 200}))['mIoU'] == 1.0
+
+
+def test_seeds_study_leaves_diverged_runs_out_of_the_statistics(evidence, tmp_path, monkeypatch):
+    """A diverged run has no mIoU: the seeds table counts it, the means and Welch's test leave it
+    out (they raised KeyError), and too few finished runs say so instead of printing p = nan."""
+    runs = iter([{'diverged': False, 'mIoU': 20.0, 'bF': 50.0}, {'diverged': True},
+                 {'diverged': False, 'mIoU': 21.0, 'bF': 51.0}, {'diverged': False, 'mIoU': 24.0, 'bF': 55.0},
+                 {'diverged': False, 'mIoU': 22.0, 'bF': 52.0}, {'diverged': False, 'mIoU': 25.0, 'bF': 56.0}])
+    monkeypatch.setattr(evidence, 'train', lambda *a: next(runs))
+    table = evidence.study_seeds(args(tmp_path, seeds=3))
+    assert '| CE + perc (teacher) | 24.50 ± 0.71 | 55.50 ± 0.71 | 3 (1 diverged, left out) |' in table, table
+    assert "Welch's t = " in table
+    runs = iter([{'diverged': False, 'mIoU': 20.0, 'bF': 50.0}, {'diverged': True}])
+    assert 'needs at least 2 finished runs per side' in evidence.study_seeds(args(tmp_path, seeds=1))
+
+
+def test_demo_teacher_is_the_finished_schedule(evidence, tmp_path):
+    teacher = tmp_path / 'teacher'
+    teacher.mkdir()
+    assert evidence.demo_teacher(str(tmp_path)) is None
+    for it in (50, 300):
+        (teacher / f'iter_{it}.pth').write_bytes(b'')
+    assert evidence.demo_teacher(str(tmp_path)).endswith('iter_300.pth')  # by number: iter_50 sorts last as text
+    (teacher / 'teacher_key.json').write_text(json.dumps({'max_iters': 50, 'seed': 0, 'data': 'x'}))
+    assert evidence.demo_teacher(str(tmp_path)).endswith('iter_50.pth')  # the one the demo's key names

@@ -39,6 +39,25 @@ def test_failure_raises_and_stops_later_jobs(tmp_path):
     assert err.value.returncode == 3 and not (tmp_path / 'ran').exists()
 
 
+def test_job_that_cannot_start_fails_the_run_instead_of_hanging(tmp_path):
+    """A missing command (or a failure while streaming) used to end only its worker thread: the
+    job counted as neither done nor failed, and the job waiting for it hung the run forever."""
+    jobs = [Job('missing', [str(tmp_path / 'no-such-command')]),
+            Job('later', _py(f'open({str(tmp_path / "ran")!r}, "w")'), after=['missing'])]
+    with pytest.raises(OSError):
+        run_jobs(jobs, parallel=2, stream=io.StringIO())
+    assert not (tmp_path / 'ran').exists()
+
+
+def test_output_that_is_not_text_keeps_the_exit_status():
+    """Bytes that are not UTF-8 are shown replaced; the job's own status still decides."""
+    out = io.StringIO()
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        run_jobs([Job('bytes', _py('import sys; sys.stdout.buffer.write(bytes([255, 10])); sys.exit(3)'))],
+                 stream=out)
+    assert err.value.returncode == 3 and '[bytes] \ufffd' in out.getvalue()
+
+
 @pytest.mark.parametrize('jobs, error', [
     ([Job('a', ['true']), Job('a', ['true'])], 'unique'),
     ([Job('a', ['true'], after=['b'])], 'unknown'),
