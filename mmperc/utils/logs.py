@@ -13,9 +13,22 @@ def read_scalars(work_dir: Union[str, Path], latest_only: bool = False) -> List[
             Defaults to False.
 
     Returns:
-        list[dict]: One dict per logged step (training and validation alike).
+        list[dict]: One dict per logged step (training and validation alike). A last line cut
+        short (a run killed while writing it) is left out; a broken line before it raises.
     """
     files = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
     if latest_only:
         files = files[-1:]
-    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    return [entry for f in files for entry in _entries(f)]
+
+
+def _entries(path: Path) -> List[dict]:
+    """The JSON lines of one ``scalars.json``, without a last line that was cut short."""
+    lines = path.read_text().splitlines()
+    entries = [json.loads(line) for line in lines[:-1]]
+    if lines:
+        try:
+            entries.append(json.loads(lines[-1]))
+        except json.JSONDecodeError:
+            pass  # the run was killed while mmengine wrote this line
+    return entries
