@@ -109,8 +109,13 @@ def teacher_key(args: argparse.Namespace, data_root: str, iters: int) -> dict:
     of it, else its folder), seed and schedule length."""
     from mmperc.testing import MARKER_FILE
     marker = osp.join(data_root, MARKER_FILE)
-    data = json.load(open(marker)) if osp.isfile(marker) else osp.abspath(data_root)
+    data = _read_json(marker) if osp.isfile(marker) else osp.abspath(data_root)
     return dict(data=data, seed=args.seed, max_iters=iters)
+
+
+def _read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
 
 
 def teacher_checkpoint(config: str, args: argparse.Namespace, teacher_dir: str, data_root: str) -> Tuple[str, bool]:
@@ -124,7 +129,7 @@ def teacher_checkpoint(config: str, args: argparse.Namespace, teacher_dir: str, 
     iters = args.max_iters or Config.fromfile(str(CONFIGS / config)).train_cfg.max_iters
     ckpt, key_file = osp.join(teacher_dir, f'iter_{iters}.pth'), osp.join(teacher_dir, TEACHER_KEY)
     key = teacher_key(args, data_root, iters)
-    if not args.retrain_teacher and osp.isfile(ckpt) and osp.isfile(key_file) and json.load(open(key_file)) == key:
+    if not args.retrain_teacher and osp.isfile(ckpt) and osp.isfile(key_file) and _read_json(key_file) == key:
         return ckpt, False
     os.makedirs(teacher_dir, exist_ok=True)
     if osp.isfile(ckpt):

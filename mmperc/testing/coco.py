@@ -67,8 +67,8 @@ def make_coco(root: str, num_train: int = 4, num_val: int = 2, size: Tuple[int, 
     Images hold ellipse instances (polygon annotations, boxes, areas) of COCO's class names, so
     mmdet's ``CocoDataset`` and its pipelines read them. 2-4 are drawn per image; instances do
     not overlap, so each annotation is what the image shows (one that finds no free place in
-    20 draws is left out). A root already holding a
-    dataset generated with the same arguments is reused; any other non-empty one is refused.
+    20 draws is left out). A root already holding a dataset generated with the same arguments
+    is reused; any other non-empty one is refused.
 
     Args:
         root (str): Parent folder.
