@@ -54,6 +54,8 @@ def run_stats(out: str, name: str) -> dict:
 def summarize(out: str) -> None:
     print(f'\n{"run":<60}{"ms/iter":>10}{"data ms":>9}{"memory MB":>11}{"ratio":>8}')
     for amp in ('', '_amp'):
+        if not osp.isdir(osp.join(out, RUNS[0] + amp)):  # GPU_CHECK_AMP=only / none: one pair
+            continue
         base = run_stats(out, RUNS[0] + amp)
         for name in RUNS:
             stats = run_stats(out, name + amp)
