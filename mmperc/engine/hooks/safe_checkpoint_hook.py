@@ -38,10 +38,11 @@ def encode_history_buffer(buffer: HistoryBuffer) -> Dict[str, Any]:
 
 
 def decode_history_buffer(value: Dict[str, Any]) -> HistoryBuffer:
-    """Inverse of :func:`encode_history_buffer`."""
+    """Inverse of :func:`encode_history_buffer`, wherever ``--resume`` mapped the tensors (GPU
+    runs load onto their GPU, whose tensors have no ``.numpy()``)."""
     return HistoryBuffer(
-        log_history=value['log_history'].numpy().tolist(),
-        count_history=value['count_history'].numpy().tolist(),
+        log_history=value['log_history'].tolist(),
+        count_history=value['count_history'].tolist(),
         max_length=value['max_length'])
 
 

@@ -30,3 +30,27 @@ def test_meta_containers_a_hook_may_add_save_safely(tmp_path):
     assert meta['point'][0] == 1.5 and torch.equal(meta['point'][1][0], torch.arange(3))
     assert type(meta['order']) is OrderedDict and list(meta['order']) == ['b', 'a']
     assert isinstance(loaded['message_hub']['log_scalars']['train/loss'], HistoryBuffer)
+
+
+def test_history_decodes_wherever_resume_mapped_it(tmp_path, monkeypatch):
+    """A GPU run's --resume loads the checkpoint onto its GPU (map_location='cuda:N'), whose
+    tensors refuse ``.numpy()``: decoding the loss history must not go through numpy (it did,
+    and every GPU resume failed). Here CUDA tensors are stood in for by making ``.numpy()`` fail
+    as theirs does."""
+    hub = MessageHub('safe-hook-device-test')
+    for loss in (0.5, 0.25, 0.125):
+        hub.update_scalar('train/loss', loss)
+    checkpoint = dict(message_hub=hub.state_dict())
+    SafeCheckpointHook().before_save_checkpoint(None, checkpoint)
+    path = tmp_path / 'ckpt.pth'
+    torch.save(checkpoint, path)
+    loaded = _load_checkpoint(str(path), map_location='cpu')
+
+    def no_numpy(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+    monkeypatch.setattr(torch.Tensor, 'numpy', no_numpy)
+    SafeCheckpointHook().after_load_checkpoint(None, loaded)
+    buffer = loaded['message_hub']['log_scalars']['train/loss']
+    assert isinstance(buffer, HistoryBuffer)
+    assert buffer.data[0].tolist() == [0.5, 0.25, 0.125] and buffer.current() == 0.125
