@@ -13,6 +13,8 @@
 # [".whl", ".mmcv_src"], timeout_s 600):
 #   STAGES="bench_step bench_loss profile" STEP_LIMIT=140 BENCH_LIMIT=120 PROFILE_LIMIT=100 \
 #       bash benchmarks/gpu_device_run.sh
+# and the tools on NCCL (train with --amp, test, --resume; about 6 minutes in all on an H200):
+#   STAGES=gpu_check GPU_CHECK_AMP=only GPU_CHECK_LIMIT=330 bash benchmarks/gpu_device_run.sh 15
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT=${OUT:-$ROOT/work_dirs/gpu_check}
@@ -51,9 +53,8 @@ stage() {  # stage NAME SECONDS COMMAND...: at most SECONDS, output to the termi
 cd "$ROOT"
 # within one 600 s call after a 2-minute build, issue #9's evidence first: the training-step ratios,
 # the loss table, the loss table with label targets (the gathered first layer, not yet run on
-# CUDA), the profile of the 150-class loss (slower than the reference on the H200; also with its
-# class maps padded to 152 channels, random_vgg.CHANNEL_ALIGN, for NHWC tensor-core kernels); then the
-# training runs of gpu_check.sh (logged as they go) and the band/layout sweep, the first to be
+# CUDA), the profile of the 150-class loss (slower than the reference on the H200 given NCHW maps);
+# then the training runs of gpu_check.sh (logged as they go) and the band/layout sweep, the first to be
 # cut when time runs out. STAGES="profile sweep" runs only those (names as below).
 export GPU_CHECK_SKIP_BENCH=1 GPU_CHECK_DIR=/tmp/gpu_check GPU_CHECK_LOGS=$OUT PYTHON=python3
 stage bench_step "${STEP_LIMIT:-100}" python3 benchmarks/bench_loss.py --step-only --device cuda --batch 8 \
@@ -62,7 +63,7 @@ stage bench_loss "${BENCH_LIMIT:-70}" python3 benchmarks/bench_loss.py --device 
 stage bench_labels "${LABELS_LIMIT:-35}" python3 benchmarks/bench_loss.py --device cuda --batch 8 --size 769 \
     --targets labels --classes 150 --no-step
 stage profile "${PROFILE_LIMIT:-75}" python3 benchmarks/profile_loss.py --device cuda --batch 8 --size 769 \
-    --classes 150 --budgets 0 --aligns 8 --repeats 3
+    --classes 150 --budgets 0 --repeats 3
 stage gpu_check "${GPU_CHECK_LIMIT:-200}" bash benchmarks/gpu_check.sh "$ITERS"
 stage sweep "${SWEEP_LIMIT:-45}" python3 benchmarks/sweep_bands.py --device cuda --batch 8 --size 769 --budgets 256 0 \
     --repeats 3

@@ -5,33 +5,29 @@ forward+backward (median of ``--repeats`` calls after a warm-up, outside the pro
 profiler's table of the ops over ``--repeats`` more calls (on CUDA sorted by self device time,
 with the totals under it: kernel time against wall time says whether the GPU waits on the host),
 mmperc once per band budget given (:data:`class_maps.DEVICE_BAND_BYTES`, the CPU's
-:data:`class_maps.BAND_BYTES`; 0 = whole maps) and once per channel multiple the class maps
-are padded to (``--aligns``, :data:`random_vgg.CHANNEL_ALIGN`). The evidence to look at before
-changing how the loss runs on a device where it is slower than the reference (150 classes on
-CUDA, README). Then
-the first convolution alone, per layout and padded channel count.
+:data:`class_maps.BAND_BYTES`; 0 = whole maps). The evidence to look at before changing how
+the loss runs on a device where it is slower than the reference (150 classes on CUDA, given
+NCHW maps: README). Then the first convolution alone, per layout and padded channel count.
 
     python benchmarks/profile_loss.py --classes 19 --size 256
     python benchmarks/profile_loss.py --device cuda --batch 8 --size 769 --classes 150 --budgets 256 0
 """
 import argparse
-import contextlib
 import os
 import resource
 import statistics
 import sys
 from functools import partial
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_loss import _loss_setting, add_device_argument, device_entry, interleaved_ms, reference_loss  # noqa: E402
+from bench_loss import _loss_setting, add_device_argument, interleaved_ms, reference_loss  # noqa: E402
 from sweep_bands import LAYOUT_NAMES, band_budget  # noqa: E402
 
-from mmperc.models.losses import random_vgg  # noqa: E402
 
 
 def _sync(device: str) -> None:
@@ -125,28 +121,18 @@ def faults_by_op(fn: Callable[[], torch.Tensor], top: int) -> List[str]:
             f'{"faults":>8}{"calls":>6}  op -> output shape'] + rows
 
 
-Setting = Tuple[Callable[[], torch.Tensor], Optional[float], Optional[int]]
+Setting = Tuple[Callable[[], torch.Tensor], Optional[float]]
 
 
 def variants(structure, classes: int, size: int, batch: int, device: str, labels: bool,
-             budgets: List[Optional[float]], aligns: Sequence[int] = ()) -> Dict[str, Setting]:
-    """The reference and mmperc (once per band budget, None: the default; then with the class
-    maps padded to each multiple of channels in ``aligns``) on the same maps, each with the
-    band budget and channel multiple to run it under."""
+             budgets: List[Optional[float]]) -> Dict[str, Setting]:
+    """The reference and mmperc (once per band budget, None: the default) on the same maps,
+    each with the band budget to run it under."""
     pred, target, loss, ref = _loss_setting(structure, classes, size, batch, device, labels)
-    fns: Dict[str, Setting] = {'reference': (lambda: reference_loss(ref, pred, target), None, None)}
+    fns: Dict[str, Setting] = {'reference': (lambda: reference_loss(ref, pred, target), None)}
     for mib in budgets:
-        fns['mmperc' if mib is None else f'mmperc, bands of {mib:g} MiB'] = (lambda: loss(pred, target), mib, None)
-    for multiple in aligns:
-        fns[f'mmperc, channels padded to a multiple of {multiple}'] = (lambda: loss(pred, target), None, multiple)
+        fns['mmperc' if mib is None else f'mmperc, bands of {mib:g} MiB'] = (lambda: loss(pred, target), mib)
     return fns
-
-
-@contextlib.contextmanager
-def setting(device: str, mib: Optional[float], multiple: Optional[int]) -> Iterator[None]:
-    """The band budget and channel multiple of a :func:`variants` entry."""
-    with band_budget(device, mib), device_entry(random_vgg.CHANNEL_ALIGN, device, multiple):
-        yield
 
 
 def main() -> None:
@@ -159,9 +145,6 @@ def main() -> None:
     parser.add_argument('--targets', choices=['logits', 'labels'], default='logits')
     parser.add_argument('--budgets', type=float, nargs='*', default=[],
                         help='band budgets (MiB; 0 = whole maps) to profile besides the default')
-    parser.add_argument('--aligns', type=int, nargs='*', default=[],
-                        help='channel multiples to pad the class maps to (random_vgg.CHANNEL_ALIGN), each '
-                             'profiled besides the default')
     parser.add_argument('--repeats', type=int, default=3, help='calls timed, and calls profiled')
     parser.add_argument('--top', type=int, default=25, help='rows of each table')
     parser.add_argument('--faults', action='store_true',
@@ -174,16 +157,16 @@ def main() -> None:
           f'structure={structure} classes={args.classes} size={args.size} batch={args.batch} '
           f'target={args.targets}; tables: {args.repeats} calls of forward+backward', flush=True)
     fns = variants(structure, args.classes, args.size, args.batch, args.device, args.targets == 'labels',
-                   [None] + list(args.budgets), args.aligns)
+                   [None] + list(args.budgets))
     walls = {}
-    for name, (fn, mib, multiple) in fns.items():  # each printed as measured: a time limit keeps those done
-        with setting(args.device, mib, multiple):
+    for name, (fn, mib) in fns.items():  # each printed as measured: a time limit keeps those done
+        with band_budget(args.device, mib):
             walls[name] = ms, faults = wall_ms(fn, args.device, args.repeats)
         print(f'== {name}: {ms:.1f} ms per forward+backward (reference / this: '
               f'{walls["reference"][0] / ms:.2f}x), {faults:.0f} page faults per call', flush=True)
-    for name, (fn, mib, multiple) in fns.items():
+    for name, (fn, mib) in fns.items():
         print(f'\n-- {name}: torch.profiler over {args.repeats} calls')
-        with setting(args.device, mib, multiple):
+        with band_budget(args.device, mib):
             print(profile_table(fn, args.device, args.repeats, args.top), flush=True)
             if args.faults:
                 print('\n'.join(faults_by_op(fn, args.top)), flush=True)

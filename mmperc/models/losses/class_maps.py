@@ -106,18 +106,6 @@ class ClassMaps:
     def channels(self) -> int:
         return self.shape[1]
 
-    def pad_channels(self, extra: int) -> 'ClassMaps':
-        """These maps with ``extra`` all-zero channels after the last: the source padded with
-        logits whose activation is 0 (``-inf`` before a softmax or sigmoid, 0 without one), so
-        the others' values are unchanged. The padding is differentiable (autograd drops its
-        gradient). Labels cannot be padded: their first convolution gathers its sums."""
-        if self.kind == 'onehot':
-            raise ValueError('one-hot maps of labels cannot be padded')
-        value = 0.0 if self.kind == 'none' else float('-inf')
-        layout = torch.channels_last if self.channels_last else torch.contiguous_format
-        return ClassMaps(F.pad(self.source, (0, 0, 0, 0, 0, extra), value=value), self.kind, self.valid,
-                         dtype=self.dtype, layout=layout)
-
     def bands(self, reach: int, align: int = 1) -> Tuple[Tuple[int, int], ...]:
         """``(start, stop)`` of equal bands of rows, each (with ``reach`` rows above and
         below) at most :data:`BAND_BYTES` (:data:`DEVICE_BAND_BYTES` off the CPU) of activated

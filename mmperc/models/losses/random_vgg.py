@@ -4,7 +4,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from .class_maps import ClassMaps
@@ -19,12 +18,6 @@ _DICT_INITS = ('normal', 'uniform')
 #: The weights' memory layout per device type (others: NCHW), see :meth:`RandomVGG._relayout`;
 #: ``benchmarks/sweep_bands.py`` measures both layouts on a device.
 LAYOUTS: Dict[str, torch.memory_format] = {'cpu': torch.channels_last, 'cuda': torch.channels_last}
-#: Per device type, the multiple of channels that float class maps are padded to (all-zero
-#: channels, and zero columns in the first weight) before the first convolution; others: none.
-#: Same values. cuDNN's NHWC tensor-core kernels take channels in multiples of 4 (TF32) or 8
-#: (bf16), which 150 classes are not; on the CPU oneDNN pads internally (152 channels measured no
-#: faster). Empty until a GPU run shows it pays: ``benchmarks/profile_loss.py --aligns 8``.
-CHANNEL_ALIGN: Dict[str, int] = {}
 
 
 def _check_init(init: InitType) -> None:
@@ -244,30 +237,17 @@ class RandomVGG(nn.Module):
         if self.in_channels is None:
             self.materialize(maps.shape[1], device=maps.source.device)
         self.check_input(maps)
-        extra = self.extra_channels(maps)
-        if extra:
-            maps = maps.pad_channels(extra)
         source = maps.source
-        plan = self._plan(maps.dtype, source.device, self.num_blocks if num_blocks is None else num_blocks,
-                          extra)
+        plan = self._plan(maps.dtype, source.device, self.num_blocks if num_blocks is None else num_blocks)
         pad = self.kernel_size // 2
         if source.requires_grad and torch.is_grad_enabled():
             return list(FrozenVGGEmbed.apply(source, maps, plan, pad))
         with torch.no_grad():
             return run_plan(maps, plan, pad)[0]
 
-    @staticmethod
-    def extra_channels(maps: ClassMaps) -> int:
-        """How many all-zero channels :data:`CHANNEL_ALIGN` adds to ``maps`` on their device:
-        none to labels (their first convolution gathers its sums) or to maps of fewer channels
-        than the multiple (masks, depth: padding would multiply their size)."""
-        align = CHANNEL_ALIGN.get(maps.device.type, 1)
-        return 0 if maps.kind == 'onehot' or maps.channels < align else -maps.channels % align
-
-    def _plan(self, dtype: torch.dtype, device: torch.device, num_blocks: int,
-              extra_channels: int = 0) -> List[Tuple[str, Optional[Tensor], int]]:
-        """The ops of the first ``num_blocks`` blocks for an input of ``dtype`` on ``device``
-        (with ``extra_channels`` all-zero channels after the classes):
+    def _plan(self, dtype: torch.dtype, device: torch.device,
+              num_blocks: int) -> List[Tuple[str, Optional[Tensor], int]]:
+        """The ops of the first ``num_blocks`` blocks for an input of ``dtype`` on ``device``:
         ``(op, weight, stride)``, ``('wino', transform, 1)`` for a Winograd convolution,
         ``'out'`` per block."""
         weights = iter(enumerate(self.weights()))
@@ -280,10 +260,7 @@ class RandomVGG(nn.Module):
                 if fast and i > 0 and weight.dtype == dtype and min(weight.shape[:2]) >= MIN_CHANNELS:
                     plan.append(('wino', self._transform(i), 1))
                 else:
-                    weight = self._cast(weight, dtype, device)
-                    if i == 0 and extra_channels:  # zero columns: keeps the weight's layout
-                        weight = F.pad(weight, (0, 0, 0, 0, 0, extra_channels))
-                    plan.append(('conv', weight, 1))
+                    plan.append(('conv', self._cast(weight, dtype, device), 1))
             if self.downsample == 'conv':
                 plan.append(('conv', self._cast(next(weights)[1], dtype, device), 2))
             else:

@@ -348,24 +348,3 @@ def test_banded_block_writes_in_place_only_dense_outputs(bands, layout):
     for a, b in zip(feats, expected):
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(x.grad, leaf.grad)
-
-
-@pytest.mark.parametrize('kind', ['softmax', 'sigmoid', 'none'])
-@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
-def test_padded_channels_are_zero_and_the_others_unchanged(kind, layout):
-    """RandomVGG pads float maps (CHANNEL_ALIGN): the extra channels activate to 0 exactly."""
-    logits = torch.randn(2, C, 6, 5).contiguous(memory_format=layout)
-    valid = torch.rand(2, 6, 5) > 0.3
-    maps = ClassMaps(logits, kind, valid, layout=torch.channels_last)
-    padded = maps.pad_channels(3)
-    assert padded.shape == (2, C + 3, 6, 5) and padded.kind == kind
-    assert padded.channels_last and memory_format(padded.source) == layout
-    rows = padded.rows(1, 5)
-    torch.testing.assert_close(rows[:, :C], maps.rows(1, 5), rtol=1e-6, atol=0)  # vector tails may round apart
-    assert not rows[:, C:].any()
-
-
-def test_labels_cannot_be_padded():
-    maps = ClassMaps(torch.randint(0, C, (2, 6, 5)), 'onehot', num_classes=C)
-    with pytest.raises(ValueError, match='cannot be padded'):
-        maps.pad_channels(1)

@@ -5,9 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mmperc.models import RandomPerceptualLoss, RandomVGG
-from mmperc.models.losses import class_maps, random_vgg
-from mmperc.models.losses.class_maps import ClassMaps
+from mmperc.models import RandomVGG
 
 
 @pytest.mark.parametrize('num_convs,channels', [((2, 2, 3, 3, 3), (64, 128, 256, 512, 512)),
@@ -212,54 +210,3 @@ def test_backward_keeps_masks_and_pooling_indices_only(downsample):
     assert kept_bytes <= (1.75 if downsample == 'maxpool' else 1.0) * activations
     feats[-1].sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
-
-
-@pytest.mark.parametrize('pred_activation,target', [('softmax', 'logits'), ('softmax', 'labels'),
-                                                    ('sigmoid', 'logits'), ('none', 'logits')])
-@pytest.mark.parametrize('downsample', ['maxpool', 'conv'])
-@pytest.mark.parametrize('layout', [torch.contiguous_format, torch.channels_last])
-@pytest.mark.parametrize('band_bytes', [None, 2 * 11 * 40 * 4 * 12])  # default / bands of ~10 rows
-def test_channel_align_same_loss_and_gradient(monkeypatch, pred_activation, target, downsample, layout,
-                                              band_bytes):
-    """Padding the class maps to a multiple of channels (CHANNEL_ALIGN, for NHWC kernels that
-    want aligned channels) changes no value: the loss and the logits' gradient are the
-    unpadded ones, in the logits' shape and layout; labels are never padded."""
-    if band_bytes is not None:
-        monkeypatch.setattr(class_maps, 'BAND_BYTES', band_bytes)
-        monkeypatch.setattr(class_maps, 'ROWS_PER_REACH', 2)
-    torch.manual_seed(0)
-    pred = torch.randn(2, 11, 48, 40).contiguous(memory_format=layout).requires_grad_()
-    tgt = torch.randn(2, 11, 48, 40) if target == 'logits' else torch.randint(0, 11, (2, 48, 40))
-    valid = torch.rand(2, 48, 40) > 0.2
-    loss = RandomPerceptualLoss(num_convs=(2, 1, 1), channels=(8, 16, 16), downsample=downsample,
-                                pred_activation=pred_activation, target_activation=pred_activation,
-                                in_channels=11)
-    padded = []
-    pad_channels = class_maps.ClassMaps.pad_channels
-    monkeypatch.setattr(class_maps.ClassMaps, 'pad_channels',
-                        lambda maps, extra: padded.append(extra) or pad_channels(maps, extra))
-
-    def value_and_grad():
-        value = loss(pred, tgt, valid_mask=valid)
-        return value, torch.autograd.grad(value, pred)[0]
-
-    plain, plain_grad = value_and_grad()
-    assert padded == []
-    monkeypatch.setitem(random_vgg.CHANNEL_ALIGN, 'cpu', 8)
-    value, grad = value_and_grad()
-    assert padded == ([5] if target == 'labels' else [5, 5])  # the prediction, and logits targets
-    assert value.item() == pytest.approx(plain.item(), rel=1e-6)
-    torch.testing.assert_close(grad, plain_grad, rtol=1e-5, atol=1e-8)
-    assert grad.shape == pred.shape and grad.is_contiguous(memory_format=layout)
-
-
-def test_channel_align_leaves_aligned_maps_and_labels(monkeypatch):
-    monkeypatch.setitem(random_vgg.CHANNEL_ALIGN, 'cpu', 8)
-    assert RandomVGG.extra_channels(ClassMaps(torch.empty(1, 16, 4, 4))) == 0
-    assert RandomVGG.extra_channels(ClassMaps(torch.empty(1, 1, 4, 4), 'sigmoid')) == 0  # masks, depth
-    assert RandomVGG.extra_channels(ClassMaps(torch.empty(1, 5, 4, 4), 'softmax')) == 0
-    assert RandomVGG.extra_channels(ClassMaps(torch.empty(1, 150, 4, 4), 'softmax')) == 2
-    assert RandomVGG.extra_channels(ClassMaps(torch.zeros(1, 4, 4, dtype=torch.long), 'onehot',
-                                              num_classes=150)) == 0
-    # no other device type pads by default
-    assert RandomVGG.extra_channels(ClassMaps(torch.empty(1, 150, 4, 4, device='meta'), 'softmax')) == 0
