@@ -1,5 +1,6 @@
 """Test (evaluate) a checkpoint with mmseg's CLI; any mmseg config works. Never builds a teacher."""
 import argparse
+import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
@@ -22,7 +23,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     parser.add_argument('--tta', action='store_true', help='test time augmentation')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:  # as mmseg's tools: a launcher that passes --local-rank only
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:

@@ -1,5 +1,6 @@
 """Train a segmentor with mmseg's CLI; any mmseg config works, mmperc's ``_perc`` configs too."""
 import argparse
+import os
 import logging
 import os.path as osp
 
@@ -30,7 +31,10 @@ def parse_args() -> argparse.Namespace:
         help='override settings in the config, key=value, e.g. model.teacher.checkpoint=/path/t.pth')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:  # as mmseg's tools: a launcher that passes --local-rank only
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
 
 
 def enable_amp(cfg: Config) -> None:

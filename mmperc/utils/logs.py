@@ -1,5 +1,6 @@
 """Read the per-iteration scalars mmengine writes under a work dir."""
 import json
+import re
 from pathlib import Path
 from typing import List, Union
 
@@ -9,17 +10,23 @@ def read_scalars(work_dir: Union[str, Path], latest_only: bool = False) -> List[
 
     Args:
         work_dir (str | Path): A run's work dir.
-        latest_only (bool): Only the newest run's log (a resumed run adds a new one).
-            Defaults to False.
+        latest_only (bool): Only the newest run's log (a resumed run adds a new one):
+            none if the newest run logged nothing (it failed before its first log), never an
+            earlier run's. Defaults to False.
 
     Returns:
         list[dict]: One dict per logged step (training and validation alike). A last line cut
         short (a run killed while writing it) is left out; a broken line before it raises.
     """
-    files = sorted(Path(work_dir).glob('*/vis_data/scalars.json'))
+    runs = sorted(d for d in Path(work_dir).glob('*') if d.is_dir() and _RUN_DIR.match(d.name))
     if latest_only:
-        files = files[-1:]
-    return [entry for f in files for entry in _entries(f)]
+        runs = runs[-1:]
+    files = [run / 'vis_data' / 'scalars.json' for run in runs]
+    return [entry for f in files if f.is_file() for entry in _entries(f)]
+
+
+#: mmengine's run folders: ``<work_dir>/<YYYYmmdd_HHMMSS>/``, made when the run starts
+_RUN_DIR = re.compile(r'^\d{8}_\d{6}$')
 
 
 def _entries(path: Path) -> List[dict]:

@@ -7,8 +7,18 @@ from mmengine.logging import print_log
 _SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'nn.SyncBatchNorm', 'SyncBatchNorm')
 
 
+def is_sync_bn(norm_type: Any) -> bool:
+    """Whether a norm config's ``type`` is a synchronised batch norm: a registry name, or a class
+    (``torch.nn.SyncBatchNorm``, mmcv's ``SyncBatchNorm``) as pure-Python configs give it."""
+    if isinstance(norm_type, str):
+        return norm_type in _SYNC_BN_TYPES
+    return isinstance(norm_type, type) and (issubclass(norm_type, torch.nn.SyncBatchNorm)
+                                            or norm_type.__name__ == 'SyncBatchNorm')
+
+
 def sync_bn_to_bn(cfg: Any) -> int:
-    """Replace every ``dict(type='SyncBN', ...)`` under ``cfg`` by ``type='BN'`` in place.
+    """Replace every ``dict(type='SyncBN', ...)`` under ``cfg`` (or a SyncBN class as the type,
+    :func:`is_sync_bn`) by ``type='BN'`` in place.
 
     Args:
         cfg (Any): A (nested) config dict/list, e.g. ``cfg.model``.
@@ -18,7 +28,7 @@ def sync_bn_to_bn(cfg: Any) -> int:
     """
     changed = 0
     if isinstance(cfg, dict):
-        if cfg.get('type') in _SYNC_BN_TYPES:
+        if is_sync_bn(cfg.get('type')):
             cfg['type'] = 'BN'
             changed += 1
         for value in cfg.values():

@@ -29,3 +29,16 @@ def test_revert_without_cuda():
     cfg = Config(dict(model=dict(type='X', norm_cfg=dict(type='SyncBN'), head=dict(norm_cfg=dict(type='SyncBN')))))
     assert revert_sync_bn_without_cuda(cfg) == 2
     assert _types(cfg.model).count('BN') == 2
+
+
+def test_sync_bn_given_as_a_class_becomes_bn():
+    """Pure-Python configs give the norm's type as a class: torch's and mmcv's SyncBatchNorm
+    are converted like the registry names; other norms are left alone."""
+    from mmcv.ops import SyncBatchNorm as MMSyncBatchNorm
+    cfg = dict(backbone=dict(norm_cfg=dict(type=torch.nn.SyncBatchNorm, requires_grad=True)),
+               head=dict(norm_cfg=dict(type=MMSyncBatchNorm)), neck=dict(norm_cfg=dict(type=torch.nn.BatchNorm2d)),
+               aux=[dict(norm_cfg=dict(type='GN', num_groups=2))])
+    assert sync_bn_to_bn(cfg) == 2
+    assert cfg['backbone']['norm_cfg'] == dict(type='BN', requires_grad=True)
+    assert cfg['head']['norm_cfg']['type'] == 'BN' and cfg['neck']['norm_cfg']['type'] is torch.nn.BatchNorm2d
+    assert cfg['aux'][0]['norm_cfg']['type'] == 'GN'
