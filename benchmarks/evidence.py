@@ -73,21 +73,6 @@ def diverged(stderr: str) -> bool:
     return DIVERGED in stderr
 
 
-def demo_teacher(demo_dir: str) -> Optional[str]:
-    """The demo's teacher checkpoint: the finished schedule its ``teacher_key.json`` names (the
-    demo's own rule for reusing it), else the highest iteration (by number: ``iter_50`` sorts
-    after ``iter_300`` as text), else None."""
-    teacher_dir = Path(demo_dir, 'teacher')
-    key = teacher_dir / 'teacher_key.json'
-    if key.is_file():
-        with open(key) as f:
-            ckpt = teacher_dir / f'iter_{json.load(f)["max_iters"]}.pth'
-        if ckpt.is_file():
-            return str(ckpt)
-    ckpts = sorted(teacher_dir.glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]))
-    return str(ckpts[-1]) if ckpts else None
-
-
 def train(config: Path, work_dir: str, seed: int, options: List[str], args: argparse.Namespace) -> Optional[Dict]:
     """One run; its final validation metrics, or None if it diverged (non-finite loss)."""
     if osp.exists(osp.join(work_dir, 'metrics.json')):
@@ -96,6 +81,7 @@ def train(config: Path, work_dir: str, seed: int, options: List[str], args: argp
             raise RuntimeError(f'{work_dir} holds a run of {cached["max_iters"]} iterations, not '
                                f'--max-iters {args.max_iters}: use another --work-dir')
         return cached
+    from mmperc.testing import demo_teacher
     teacher = demo_teacher(args.demo_dir)
     opts = [f'randomness.seed={seed}', f'model.teacher.checkpoint={teacher}' if teacher and config == PERC
             else None] + [f'{loader}.dataset.data_root={args.data_root}' for loader in

@@ -15,10 +15,12 @@ import os.path as osp
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from mmperc.testing import TEACHER_KEY  # noqa: E402
+from mmperc.utils import last_checkpoint  # noqa: E402
 from mmperc.utils.run_queue import Job, run_jobs, threads_per_job  # noqa: E402
 
 CONFIGS = ROOT / 'configs' / 'demo'
@@ -79,16 +81,6 @@ def run_overrides(name: str, args: argparse.Namespace, data_root: str, teacher_c
     return options
 
 
-def last_checkpoint(run_dir: str) -> Optional[str]:
-    """The checkpoint of a run's latest training (mmengine's ``last_checkpoint`` file), else its
-    highest ``iter_*.pth``, or None."""
-    pointer = Path(run_dir) / 'last_checkpoint'
-    if pointer.is_file() and Path(pointer.read_text().strip()).is_file():
-        return pointer.read_text().strip()
-    ckpts = sorted(Path(run_dir).glob('iter_*.pth'), key=lambda p: int(p.stem.split('_')[1]))
-    return str(ckpts[-1]) if ckpts else None
-
-
 def job(track: str, name: str, config: str, args: argparse.Namespace, data_root: str, track_dir: str,
         teacher_ckpt: str, threads: int, after: List[str]) -> Job:
     """One run through tools/train.py (its log streams to the console, prefixed)."""
@@ -98,10 +90,6 @@ def job(track: str, name: str, config: str, args: argparse.Namespace, data_root:
     env = dict(PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''),
                OMP_NUM_THREADS=str(threads))
     return Job(f'{track}/{name}', cmd, after=after, env=env)
-
-
-#: What a cached teacher was trained on, beside its checkpoint.
-TEACHER_KEY = 'teacher_key.json'
 
 
 def teacher_key(args: argparse.Namespace, data_root: str, iters: int) -> dict:

@@ -2,6 +2,7 @@
 from .config import (BASE_CONFIGS, DATASET_TYPES, base_config_path, dataset_cfg_overrides,
                      point_cfg_to, set_pipeline_sizes)
 from .coco import make_coco
+from .demo_teacher import TEACHER_KEY, demo_teacher
 from .datasets import (KINDS, MARKER_FILE, make_ade20k, make_cityscapes, make_dataset, make_voc,
                        voc_palette)
 from .nuclei import NUCLEI_CLASSES, make_nuclei, nuclei_source
@@ -14,5 +15,5 @@ __all__ = [
     'set_pipeline_sizes', 'KINDS', 'MARKER_FILE', 'make_ade20k', 'make_cityscapes',
     'make_dataset', 'make_voc', 'voc_palette', 'TEXTURES', 'add_ignore_boundaries',
     'class_appearance', 'make_scene', 'shrink_for_quick_run', 'make_coco', 'make_nyu', 'NUCLEI_CLASSES',
-    'make_nuclei', 'nuclei_source'
+    'make_nuclei', 'nuclei_source', 'TEACHER_KEY', 'demo_teacher'
 ]

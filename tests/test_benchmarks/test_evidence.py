@@ -84,14 +84,3 @@ def test_seeds_study_leaves_diverged_runs_out_of_the_statistics(evidence, tmp_pa
     assert "Welch's t = " in table
     runs = iter([{'diverged': False, 'mIoU': 20.0, 'bF': 50.0}, {'diverged': True}])
     assert 'needs at least 2 finished runs per side' in evidence.study_seeds(args(tmp_path, seeds=1))
-
-
-def test_demo_teacher_is_the_finished_schedule(evidence, tmp_path):
-    teacher = tmp_path / 'teacher'
-    teacher.mkdir()
-    assert evidence.demo_teacher(str(tmp_path)) is None
-    for it in (50, 300):
-        (teacher / f'iter_{it}.pth').write_bytes(b'')
-    assert evidence.demo_teacher(str(tmp_path)).endswith('iter_300.pth')  # by number: iter_50 sorts last as text
-    (teacher / 'teacher_key.json').write_text(json.dumps({'max_iters': 50, 'seed': 0, 'data': 'x'}))
-    assert evidence.demo_teacher(str(tmp_path)).endswith('iter_50.pth')  # the one the demo's key names
