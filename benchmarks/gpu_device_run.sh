@@ -2,19 +2,20 @@
 # Install mmperc's dependencies on a bare CUDA machine without network (wheels carried in .whl/,
 # mmcv's sdist in .mmcv_src/), build mmcv's ops, then measure:
 # the training-step ratios and the loss tables (teacher logits, labels) of benchmarks/bench_loss.py,
-# the profile of the 150-class loss (benchmarks/profile_loss.py), the training runs of
-# benchmarks/gpu_check.sh and the band/layout sweep (benchmarks/sweep_bands.py), each within its
-# time limit and even if one before it failed (STAGES="NAME ..." runs only those); the exit status
-# is the first failure's.
+# the profile of the 150-class loss (benchmarks/profile_loss.py), the gradient check
+# (benchmarks/check_gradients.py), the training runs of benchmarks/gpu_check.sh and the
+# band/layout sweep (benchmarks/sweep_bands.py), each within its time limit and even if one before
+# it failed (STAGES="NAME ..." runs only those); the exit status is the first failure's.
 # Writes everything under ${OUT:-work_dirs/gpu_check} (the set-up's lines in setup.txt):
 #   bash benchmarks/gpu_device_run.sh [ITERS]       (default 30)
-# All six stages take longer than one 600 s call of the device tool (their limits add up to 525 s
+# All seven stages take longer than one 600 s call of the device tool (their limits add up to 615 s
 # after about 130 s of set-up); issue #9's evidence alone, within one call (run tool, carry
 # [".whl", ".mmcv_src"], timeout_s 600):
 #   STAGES="bench_step bench_loss profile" STEP_LIMIT=140 BENCH_LIMIT=120 PROFILE_LIMIT=100 \
 #       bash benchmarks/gpu_device_run.sh
-# and the tools on NCCL (train with --amp, test, --resume; about 6 minutes in all on an H200):
-#   STAGES=gpu_check GPU_CHECK_AMP=only GPU_CHECK_LIMIT=330 bash benchmarks/gpu_device_run.sh 15
+# and the loss's gradient against the reference's on CUDA, then the tools on NCCL (train with --amp,
+# test, --resume; about 7 minutes in all on an H200):
+#   STAGES="grad_check gpu_check" GPU_CHECK_AMP=only GPU_CHECK_LIMIT=330 bash benchmarks/gpu_device_run.sh 15
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT=${OUT:-$ROOT/work_dirs/gpu_check}
@@ -54,7 +55,8 @@ cd "$ROOT"
 # within one 600 s call after a 2-minute build, issue #9's evidence first: the training-step ratios,
 # the loss table, the loss table with label targets (the gathered first layer, not yet run on
 # CUDA), the profile of the 150-class loss (slower than the reference on the H200 given NCHW maps);
-# then the training runs of gpu_check.sh (logged as they go) and the band/layout sweep, the first to be
+# then the gradient check (check_gradients.py), the training runs of gpu_check.sh (logged as they
+# go) and the band/layout sweep, the first to be
 # cut when time runs out. STAGES="profile sweep" runs only those (names as below).
 export GPU_CHECK_SKIP_BENCH=1 GPU_CHECK_DIR=/tmp/gpu_check GPU_CHECK_LOGS=$OUT PYTHON=python3
 stage bench_step "${STEP_LIMIT:-100}" python3 benchmarks/bench_loss.py --step-only --device cuda --batch 8 \
@@ -64,6 +66,7 @@ stage bench_labels "${LABELS_LIMIT:-35}" python3 benchmarks/bench_loss.py --devi
     --targets labels --classes 150 --no-step
 stage profile "${PROFILE_LIMIT:-75}" python3 benchmarks/profile_loss.py --device cuda --batch 8 --size 769 \
     --classes 150 --budgets 0 --repeats 3
+stage grad_check "${GRAD_LIMIT:-90}" python3 benchmarks/check_gradients.py --device cuda
 stage gpu_check "${GPU_CHECK_LIMIT:-200}" bash benchmarks/gpu_check.sh "$ITERS"
 stage sweep "${SWEEP_LIMIT:-45}" python3 benchmarks/sweep_bands.py --device cuda --batch 8 --size 769 --budgets 256 0 \
     --repeats 3

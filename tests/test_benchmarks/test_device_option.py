@@ -7,7 +7,7 @@ import pytest
 from conftest import ROOT
 
 
-@pytest.mark.parametrize('script', ['bench_loss.py', 'profile_loss.py', 'sweep_bands.py'])
+@pytest.mark.parametrize('script', ['bench_loss.py', 'profile_loss.py', 'sweep_bands.py', 'check_gradients.py'])
 def test_a_device_index_is_refused_by_name(script):
     # the scripts sync and pick autocast by the device's type: 'cuda:0' would time without syncs
     result = subprocess.run([sys.executable, f'benchmarks/{script}', '--device', 'cuda:0'], cwd=ROOT,
