@@ -29,7 +29,6 @@ from bench_loss import _loss_setting, add_device_argument, interleaved_ms, refer
 from sweep_bands import LAYOUT_NAMES, band_budget  # noqa: E402
 
 
-
 def _sync(device: str) -> None:
     if torch.device(device).type == 'cuda':
         torch.cuda.synchronize()
