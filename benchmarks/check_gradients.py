@@ -12,7 +12,7 @@ by 2**16 before the backward, as GradScaler starts) the value within 1e-2 and th
 0.001 below the reference's own under the same autocast (0.994-0.997 at 32-64 pixels on the CPU).
 
     python benchmarks/check_gradients.py --device cuda          (VGG16 at 128x128, batch 2)
-    python benchmarks/check_gradients.py --device cpu --size 32 --classes 5 19
+    python benchmarks/check_gradients.py --device cpu --size 96 --classes 5 19
 """
 import argparse
 import os
@@ -26,6 +26,7 @@ from bench_loss import add_device_argument, reference_loss, reference_network  #
 from sweep_bands import band_budget  # noqa: E402
 
 from mmperc.models.losses import RandomPerceptualLoss  # noqa: E402
+from mmperc.models.losses.class_maps import ClassMaps  # noqa: E402
 
 #: float16 losses are scaled by this before the backward, as GradScaler's first steps do
 FP16_SCALE = 2.0**16
@@ -87,6 +88,8 @@ def check(device: str, size: int, batch: int, classes: List[int]) -> Iterator[Di
                     for precision in ('fp32', 'fp16'):
                         with band_budget(device, mib):
                             row = case(loss, ref, logits, target, layout, precision == 'fp16')
+                            # the first convolution's bands (kernel 3: a reach of one row)
+                            row['num_bands'] = len(ClassMaps(logits).bands(1))
                         yield dict(classes=num_classes, target=kind, layout=layout_name, bands=bands,
                                    precision=precision, ok=within_bounds(row), **row)
 
@@ -104,7 +107,8 @@ def main() -> None:
     failed = 0
     for row in check(args.device, args.size, args.batch, args.classes):
         failed += not row['ok']
-        print(f'C={row["classes"]:<4} {row["target"]:<7}{row["layout"]:<5} bands={row["bands"]:<8}'
+        print(f'C={row["classes"]:<4} {row["target"]:<7}{row["layout"]:<5} '
+              f'bands={row["bands"] + " (" + str(row["num_bands"]) + ")":<13}'
               f'{row["precision"]:<5} value rel err {row["rel"]:.2e}  grad cos {row["cos"]:.7f}'
               + (f' (reference in fp16: {row["ref_cos"]:.7f})' if 'ref_cos' in row else ' ' * 30)
               + f'  {"ok" if row["ok"] else "MISMATCH"}', flush=True)

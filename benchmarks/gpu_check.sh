@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # GPU check at paper scale (one GPU, NCCL, SyncBN): PSPNet-R18 _perc vs its baseline, with and
-# without --amp, 769x769 crops, batch 8, then the loss benchmark on CUDA. Prints one table; then
-# tests the last _perc run's checkpoint (tools/dist_test.sh) and resumes that run for 5 more
-# iterations (--resume), each checked for its result.
+# without --amp, 769x769 crops, batch 8; prints one table; then tests the last _perc run's
+# checkpoint (tools/dist_test.sh) and resumes that run for 5 more iterations (--resume), each
+# checked for its result; last the loss benchmark on CUDA (unless GPU_CHECK_SKIP_BENCH is set).
 # Needs a CUDA machine with mmperc's dependencies; generates its own data and teacher weights.
 #   bash benchmarks/gpu_check.sh [ITERS]       (default 40; writes under work_dirs/gpu_check)
-# GPU_CHECK_AMP=only: the --amp pair alone; =none: the float32 pair alone (a CPU can check the script).
+# GPU_CHECK_AMP=both (default), only (the --amp pair alone) or none (the float32 pair alone: a CPU can
+# check the script).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,12 +16,15 @@ LOGS=${GPU_CHECK_LOGS:-$OUT}  # each run's log, written as it runs
 PYTHON=${PYTHON:-python3}
 export PYTHON PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$OUT" "$LOGS"
+case "${GPU_CHECK_AMP:-both}" in  # AMP first: the 15% target is set with AMP
+    both) amps=("--amp" "") ;;
+    only) amps=("--amp") ;;
+    none) amps=("") ;;
+    *) echo "GPU_CHECK_AMP must be both, only or none, not '$GPU_CHECK_AMP'" >&2; exit 2 ;;
+esac
 "$PYTHON" benchmarks/gpu_prepare.py --out "$OUT" --iters "$ITERS"
 PERC=configs/perc/pspnet_r18-d8_perc-r101_4xb2-40k_cityscapes-769x769.py
 BASE=configs/pspnet/pspnet_r18-d8_4xb2-40k_cityscapes-769x769.py
-amps=("--amp" "")  # AMP first: the 15% target is set with AMP
-[ "${GPU_CHECK_AMP:-}" != only ] || amps=("--amp")
-[ "${GPU_CHECK_AMP:-}" != none ] || amps=("")
 for amp in "${amps[@]}"; do
     for cfg in "$BASE" "$PERC"; do
         name=$(basename "$cfg" .py)${amp:+_amp}

@@ -1,7 +1,7 @@
 """Train a segmentor with mmseg's CLI; any mmseg config works, mmperc's ``_perc`` configs too."""
 import argparse
-import os
 import logging
+import os
 import os.path as osp
 
 import torch

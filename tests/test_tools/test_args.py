@@ -21,7 +21,8 @@ def test_local_rank_argument_is_exported(monkeypatch, tool, args):
     """A launcher that passes only ``--local-rank`` (torch.distributed.launch without
     --use-env, as mmseg's tools expect) gets LOCAL_RANK set; torchrun's own is kept."""
     parse_args = _tool(tool).parse_args
-    monkeypatch.delenv('LOCAL_RANK', raising=False)
+    monkeypatch.setenv('LOCAL_RANK', '0')  # recorded first, so teardown restores the session's own
+    monkeypatch.delenv('LOCAL_RANK')
     monkeypatch.setattr(sys, 'argv', [tool] + args + ['--local-rank', '3'])
     assert parse_args().local_rank == 3 and os.environ['LOCAL_RANK'] == '3'
     monkeypatch.setenv('LOCAL_RANK', '1')

@@ -34,3 +34,14 @@ def test_latest_only_is_the_newest_run_even_when_it_logged_nothing(tmp_path):
     (tmp_path / 'zz_not_a_run' / 'vis_data').mkdir(parents=True)  # other folders are no runs
     (tmp_path / 'zz_not_a_run' / 'vis_data' / 'scalars.json').write_text(json.dumps({'iter': 9}) + '\n')
     assert read_scalars(tmp_path, latest_only=True) == [] and len(read_scalars(tmp_path)) == 1
+
+
+def test_a_later_test_run_does_not_hide_the_training_log(tmp_path):
+    """tools/test.py into the training's work dir (both default to work_dirs/<config>) makes a
+    newer run folder holding its metrics as <timestamp>.json and no scalars.json."""
+    _log(tmp_path, '20261128_010000', json.dumps({'iter': 2, 'mIoU': 40.0}) + '\n')
+    test_run = tmp_path / '20261128_020000'
+    (test_run / 'vis_data').mkdir(parents=True)
+    (test_run / '20261128_020000.json').write_text(json.dumps({'mIoU': 41.0}))
+    (test_run / '20261128_020000.log').write_text('Iter(test) [1/1] mIoU: 41.0\n')
+    assert [e['iter'] for e in read_scalars(tmp_path, latest_only=True)] == [2]
