@@ -37,7 +37,7 @@ for amp in "${amps[@]}"; do
     done
 done
 echo "[gpu_check] runs done ($(date +%T))"
-"$PYTHON" benchmarks/gpu_prepare.py --out "$OUT" --iters "$ITERS" --summarize
+"$PYTHON" benchmarks/gpu_prepare.py --out "$OUT" --iters "$ITERS" --summarize --pairs "${GPU_CHECK_AMP:-both}"
 # the tools around training on the same GPU, with the last run ($name, the _perc config): test its
 # checkpoint, then resume it to ITERS + 5 (after the summary, which reads each run's newest log)
 ckpt="$OUT/$name/iter_$ITERS.pth"

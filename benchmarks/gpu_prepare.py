@@ -9,6 +9,8 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 RUNS = ('pspnet_r18-d8_4xb2-40k_cityscapes-769x769', 'pspnet_r18-d8_perc-r101_4xb2-40k_cityscapes-769x769')
+#: the pairs gpu_check.sh ran, by its GPU_CHECK_AMP: the runs' name suffixes
+PAIRS = {'both': ('', '_amp'), 'only': ('_amp', ), 'none': ('', )}
 TEACHER = 'mmseg::pspnet/pspnet_r101-d8_4xb2-40k_cityscapes-769x769.py'
 
 
@@ -51,11 +53,11 @@ def run_stats(out: str, name: str) -> dict:
                 memory=max((e.get('memory', 0) for e in train), default=float('nan')))
 
 
-def summarize(out: str) -> None:
+def summarize(out: str, pairs: str = 'both') -> None:
+    """The table of the pairs this run of gpu_check.sh trained (``pairs``: its GPU_CHECK_AMP; an
+    output folder kept from an earlier run may hold others)."""
     print(f'\n{"run":<60}{"ms/iter":>10}{"data ms":>9}{"memory MB":>11}{"ratio":>8}')
-    for amp in ('', '_amp'):
-        if not osp.isdir(osp.join(out, RUNS[0] + amp)):  # GPU_CHECK_AMP=only / none: one pair
-            continue
+    for amp in PAIRS[pairs]:
         base = run_stats(out, RUNS[0] + amp)
         for name in RUNS:
             stats = run_stats(out, name + amp)
@@ -73,5 +75,7 @@ if __name__ == '__main__':
     parser.add_argument('--iters', type=int, default=40)
     parser.add_argument('--workers', type=int, default=min(12, os.cpu_count() or 2), help='dataloader workers')
     parser.add_argument('--summarize', action='store_true')
+    parser.add_argument('--pairs', choices=sorted(PAIRS), default='both',
+                        help='with --summarize: the pairs trained (gpu_check.sh\'s GPU_CHECK_AMP)')
     args = parser.parse_args()
-    summarize(args.out) if args.summarize else prepare(args.out, args.iters, args.workers)
+    summarize(args.out, args.pairs) if args.summarize else prepare(args.out, args.iters, args.workers)
