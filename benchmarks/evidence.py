@@ -63,14 +63,12 @@ def slug(name: str) -> str:
     return ''.join(c if c.isalnum() or c in '.-' else '_' for c in name).strip('_')
 
 
-#: What the loss raises when training diverges (a broken teacher's NaN logits, a 'non-finite
-#: target', or any other failure is an error of the run, not a divergence)
-DIVERGED = 'RandomPerceptualLoss got a non-finite (NaN/Inf) prediction'
-
-
 def diverged(stderr: str) -> bool:
-    """Whether a failed run's stderr says that training diverged."""
-    return DIVERGED in stderr
+    """Whether a failed run's stderr says that training diverged: the loss's error for a
+    non-finite prediction (a broken teacher's NaN logits, a non-finite target, or any other
+    failure is an error of the run, not a divergence)."""
+    from mmperc.models.losses.random_perceptual_loss import NON_FINITE_MESSAGE
+    return NON_FINITE_MESSAGE.format('prediction') in stderr
 
 
 def train(config: Path, work_dir: str, seed: int, options: List[str], args: argparse.Namespace) -> Optional[Dict]:
@@ -129,9 +127,9 @@ def study_seeds(args: argparse.Namespace) -> str:
             print(f'[evidence] {name} seed {seed}: {results[name][-1]}', flush=True)
     lines = ['| run | mIoU (mean ± std) | boundary F (mean ± std) | seeds |', '|---|---|---|---|']
     for name, runs in results.items():
-        diverged = sum(r['diverged'] for r in runs)
+        num_diverged = sum(r['diverged'] for r in runs)
         lines.append(f'| {name} | {summary(runs, "mIoU")} | {summary(runs, "bF")} | {len(runs)}'
-                     + (f' ({diverged} diverged, left out)' if diverged else '') + ' |')
+                     + (f' ({num_diverged} diverged, left out)' if num_diverged else '') + ' |')
     from scipy.stats import ttest_ind
     for key in ('mIoU', 'bF'):
         a = [r[key] for r in results['CE only'] if not r['diverged']]

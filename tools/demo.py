@@ -19,7 +19,7 @@ from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mmperc.testing import TEACHER_KEY  # noqa: E402
+from mmperc.testing import MARKER_FILE, TEACHER_KEY  # noqa: E402
 from mmperc.utils import last_checkpoint  # noqa: E402
 from mmperc.utils.run_queue import Job, run_jobs, threads_per_job  # noqa: E402
 
@@ -95,7 +95,6 @@ def job(track: str, name: str, config: str, args: argparse.Namespace, data_root:
 def teacher_key(args: argparse.Namespace, data_root: str, iters: int) -> dict:
     """What a reusable teacher must have been trained on: the same data (the generator's record
     of it, else its folder), seed and schedule length."""
-    from mmperc.testing import MARKER_FILE
     marker = osp.join(data_root, MARKER_FILE)
     data = _read_json(marker) if osp.isfile(marker) else osp.abspath(data_root)
     return dict(data=data, seed=args.seed, max_iters=iters)

@@ -1,12 +1,12 @@
 """Test (evaluate) a checkpoint with mmseg's CLI; any mmseg config works. Never builds a teacher."""
 import argparse
-import os
 import os.path as osp
 
 from mmengine.config import Config, DictAction
 
 import mmperc  # noqa: F401  (registers mmperc's modules, safe checkpoint loading)
-from mmperc.utils import build_runner, prepare_cfg, save_predictions_to, shutdown_distributed, work_dir_for
+from mmperc.utils import (build_runner, export_local_rank, prepare_cfg, save_predictions_to, shutdown_distributed,
+                          work_dir_for)
 
 
 def parse_args() -> argparse.Namespace:
@@ -24,8 +24,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true', help='test time augmentation')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:  # as mmseg's tools: a launcher that passes --local-rank only
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args.local_rank)
     return args
 
 

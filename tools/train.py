@@ -1,7 +1,6 @@
 """Train a segmentor with mmseg's CLI; any mmseg config works, mmperc's ``_perc`` configs too."""
 import argparse
 import logging
-import os
 import os.path as osp
 
 import torch
@@ -10,7 +9,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 import mmperc  # noqa: F401  (registers mmperc's modules, safe checkpoint loading)
-from mmperc.utils import build_runner, prepare_cfg, shutdown_distributed, work_dir_for
+from mmperc.utils import build_runner, export_local_rank, prepare_cfg, shutdown_distributed, work_dir_for
 
 
 def parse_args() -> argparse.Namespace:
@@ -32,8 +31,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:  # as mmseg's tools: a launcher that passes --local-rank only
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    export_local_rank(args.local_rank)
     return args
 
 

@@ -15,6 +15,12 @@ from .tool_cfg import resolve_teacher_config
 SAFE_CHECKPOINT_HOOK = 'SafeCheckpointHook'
 
 
+def export_local_rank(local_rank: int) -> None:
+    """``LOCAL_RANK`` from the tools' ``--local-rank`` when the launcher did not set it (as
+    mmseg's tools do: a launcher may pass the argument only)."""
+    os.environ.setdefault('LOCAL_RANK', str(local_rank))
+
+
 def default_dist_backend() -> str:
     """``MMPERC_DIST_BACKEND`` if set, else NCCL with CUDA and gloo without."""
     return os.environ.get('MMPERC_DIST_BACKEND') or ('nccl' if torch.cuda.is_available() else 'gloo')

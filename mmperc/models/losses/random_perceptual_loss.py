@@ -43,6 +43,9 @@ def _dense_view(x: Tensor) -> Tensor:
     return view if view.is_contiguous() else x
 
 
+#: The error for a non-finite input, by side (``'prediction'`` means training diverged:
+#: ``benchmarks/evidence.py`` counts such runs by this text).
+NON_FINITE_MESSAGE = 'RandomPerceptualLoss got a non-finite (NaN/Inf) {}'
 #: What to do about a non-finite input, per side.
 _NON_FINITE_FIXES = {
     'prediction': 'lower the learning rate or enable gradient clipping',
@@ -57,7 +60,7 @@ def _check_finite(x: Tensor, name: str) -> None:
     # One reduction instead of isfinite().all() (abs, compare, all: 20x slower on a class-sized
     # map): min and max propagate NaN and are infinite exactly when an element is.
     if x.numel() and not bool(torch.isfinite(torch.stack(torch.aminmax(_dense_view(x)))).all()):
-        raise ValueError(f'RandomPerceptualLoss got a non-finite (NaN/Inf) {name}: {_NON_FINITE_FIXES[name]}')
+        raise ValueError(f'{NON_FINITE_MESSAGE.format(name)}: {_NON_FINITE_FIXES[name]}')
 
 
 def _check_activation(channels: int, activation: str, name: str) -> None:
