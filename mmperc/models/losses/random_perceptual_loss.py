@@ -71,6 +71,15 @@ def _check_activation(channels: int, activation: str, name: str) -> None:
             "binary logits (a head with out_channels=1) or 'none' for depth and other values")
 
 
+def _check_weight(weight: Tensor, pred: Tensor) -> None:
+    """``weight`` is per sample ``(N,)`` or per pixel ``(N, H, W)`` of ``pred``."""
+    n, _, h, w = pred.shape
+    if tuple(weight.shape) not in ((n, ), (n, h, w)):
+        raise ValueError(
+            f'weight must be per sample ({n},) or per pixel {(n, h, w)} (the prediction\'s N, H, W), '
+            f'but got shape {tuple(weight.shape)}')
+
+
 def check_labels(labels: Tensor, num_classes: int, ignore_index: Optional[int]) -> Optional[Tensor]:
     """The ``(N, H, W)`` bool mask of valid pixels (None when none is ignored).
 
@@ -269,8 +278,14 @@ class RandomPerceptualLoss(nn.Module):
         self.layer_weights = layer_weights
         if resize is not None and not isinstance(resize, (tuple, list)) and not resize > 0:
             raise ValueError(f'resize must be a positive scale or an (h, w) size, but got {resize!r}')
-        if isinstance(resize, (tuple, list)) and len(resize) != 2:
-            raise ValueError(f'resize as a size must be (h, w), but got {resize!r}')
+        if isinstance(resize, (tuple, list)):
+            if len(resize) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in resize):
+                raise ValueError(
+                    f'resize as a size must be two positive pixel counts (h, w), but got {resize!r}: '
+                    'for a scale pass a single number, e.g. resize=0.5')
+            resize = tuple(resize)
+        if not log_eps > 0:
+            raise ValueError(f'log_eps must be > 0 (log_input takes log(max(x, log_eps))), but got {log_eps!r}')
         self.resize = resize
         self.invalid_value = invalid_value
         self.log_input = log_input
@@ -309,8 +324,9 @@ class RandomPerceptualLoss(nn.Module):
             raise TypeError(f'pred must be a float tensor, but got {pred.dtype}')
         if self.network.in_channels is not None and pred.shape[1] != self.network.in_channels:
             raise ValueError(
-                f'pred has {pred.shape[1]} channels but in_channels={self.network.in_channels}: '
-                'set in_channels to the number of classes of the head (or None to infer it)')
+                f'pred has {pred.shape[1]} channels but the loss network takes {self.network.in_channels} '
+                '(in_channels, as set or inferred from the first call): one loss serves one channel count, '
+                'so give each head its own loss with in_channels set to its number of classes')
         _check_activation(pred.shape[1], self.pred_activation, 'pred_activation')
         if self.check_finite:
             _check_finite(pred, 'prediction')
@@ -416,12 +432,8 @@ class RandomPerceptualLoss(nn.Module):
             weight = weight.to(distance.dtype)
             if weight.dim() == 1:
                 weight = weight.view(-1, 1, 1, 1)
-            elif weight.dim() == 3:
+            else:  # (N, H, W), checked by _check_weight
                 weight = F.adaptive_avg_pool2d(weight.unsqueeze(1), distance.shape[-2:])
-            else:
-                raise ValueError(
-                    f'weight must be per sample (N,) or per pixel (N, H, W), but got '
-                    f'shape {tuple(weight.shape)}')
             weight = weight.expand(distance.shape[0], 1, *distance.shape[-2:])
         return weight_reduce_loss(distance, weight, reduction, avg_factor)
 
@@ -458,6 +470,8 @@ class RandomPerceptualLoss(nn.Module):
             raise ValueError(f'reduction_override must be None or one of {_REDUCTIONS}, got {reduction_override!r}')
         reduction = reduction_override or self.reduction
         self._check_pred(pred)
+        if weight is not None:
+            _check_weight(weight, pred)
         num_blocks, weights = self._blocks()
         # None: the caller's autocast state (autocast(enabled=False) would turn theirs off)
         with nullcontext() if self.autocast is None else \

@@ -76,10 +76,13 @@ class RandomVGG(nn.Module):
     The weights are generated on the CPU in float32 from a private
     ``torch.Generator`` seeded with ``seed``, in a fixed order, so any process
     building the same structure gets bit-identical weights and the global RNG is
-    untouched. They are non-persistent buffers: they never enter ``state_dict``
-    and no optimizer sees them. With ``in_channels=None`` they are generated on
-    the first call from the input's channel count; the result is identical to
-    building with that ``in_channels`` explicitly.
+    untouched. They are plain tensors, neither parameters nor buffers, moved and
+    cast with the module (``.to()``, ``.cuda()``): they never enter
+    ``state_dict``, no optimizer sees them, and the module's parameter and buffer
+    lists stay those of its build, which mmengine's EMA and SWA models pair by
+    position. With ``in_channels=None`` they are generated on the first call
+    from the input's channel count; the result is identical to building with
+    that ``in_channels`` explicitly.
 
     Args:
         in_channels (int, optional): Input channels (classes for segmentation,
@@ -144,7 +147,7 @@ class RandomVGG(nn.Module):
         self.winograd = bool(winograd)
         self._transforms: Dict[int, Tensor] = {}  # Winograd weight transforms, by weight index
         self.in_channels: Optional[int] = None
-        self._num_weights = 0
+        self._weights: List[Tensor] = []
         if in_channels is not None:
             self.materialize(in_channels)
 
@@ -171,13 +174,14 @@ class RandomVGG(nn.Module):
         return shapes
 
     def materialize(self, in_channels: int, device: Optional[torch.device] = None) -> None:
-        """Generate the weights for ``in_channels`` and register them as buffers."""
+        """Generate the weights for ``in_channels`` (on ``device``, else the CPU)."""
         generator = torch.Generator(device='cpu').manual_seed(self.seed)
-        for i, (c_in, c_out, k) in enumerate(self._layer_shapes(in_channels)):
+        weights = []
+        for c_in, c_out, k in self._layer_shapes(in_channels):
             weight = torch.empty(c_out, c_in, k, k, dtype=torch.float32)
             _init_conv_weight(weight, self.init, generator)
-            self.register_buffer(f'weight{i}', weight.to(device), persistent=False)
-        self._num_weights = len(self._layer_shapes(in_channels))
+            weights.append(weight.to(device))
+        self._weights = weights
         self.in_channels = in_channels
         self._relayout()
 
@@ -193,11 +197,7 @@ class RandomVGG(nn.Module):
         autocast, 1.24x with NCHW weights; float32 1.17x vs 1.26x). Elsewhere NCHW.
         """
         self._transforms = {}  # made again, on the weights' new device, when used
-        for i in range(self._num_weights):
-            weight = getattr(self, f'weight{i}')
-            layout = self.memory_format(weight.device)
-            if not weight.is_contiguous(memory_format=layout):
-                self._buffers[f'weight{i}'] = weight.contiguous(memory_format=layout)
+        self._weights = [w.contiguous(memory_format=self.memory_format(w.device)) for w in self._weights]
 
     @staticmethod
     def memory_format(device: Union[str, torch.device]) -> torch.memory_format:
@@ -208,12 +208,13 @@ class RandomVGG(nn.Module):
 
     def _apply(self, fn: Callable, recurse: bool = True) -> 'RandomVGG':
         module = super()._apply(fn, recurse)
+        self._weights = [fn(w) for w in self._weights]  # as nn.Module does to its buffers
         self._relayout()  # a move to another device may want another layout
         return module
 
     def weights(self) -> List[Tensor]:
         """The conv weights in generation order (biases are zero, Section 3.2)."""
-        return [getattr(self, f'weight{i}') for i in range(self._num_weights)]
+        return list(self._weights)
 
     def check_input(self, x: Union[Tensor, ClassMaps]) -> None:
         """Raise ``ValueError`` naming the fix if ``x`` cannot be embedded."""
@@ -221,9 +222,9 @@ class RandomVGG(nn.Module):
             raise ValueError(f'the loss network takes (N, C, H, W) input, but got shape {tuple(x.shape)}')
         if self.in_channels is not None and x.shape[1] != self.in_channels:
             raise ValueError(
-                f'the loss network was built for in_channels={self.in_channels} but the input '
-                f'has {x.shape[1]} channels: set in_channels to the number of classes (or 1 '
-                'for masks/depth), or leave it None to infer it')
+                f'the loss network was built for in_channels={self.in_channels} (as set or inferred '
+                f'from the first call) but the input has {x.shape[1]} channels: one network serves one '
+                'channel count; set in_channels to the number of classes (or 1 for masks/depth)')
         if min(x.shape[-2:]) < self.min_size:
             raise ValueError(
                 f'input of size {tuple(x.shape[-2:])} is smaller than {self.min_size} pixels, '
@@ -271,7 +272,7 @@ class RandomVGG(nn.Module):
     def _transform(self, i: int) -> Tensor:
         """The Winograd transform of weight ``i``, made on first use."""
         if i not in self._transforms:
-            self._transforms[i] = transform_weight(getattr(self, f'weight{i}'))
+            self._transforms[i] = transform_weight(self._weights[i])
         return self._transforms[i]
 
     @staticmethod

@@ -111,7 +111,7 @@ class PerceptualDistillSegmentor(EncoderDecoder):
                 f'loss_perc.in_channels={network.in_channels} but the decode head predicts '
                 f'{self.out_channels} classes: set them equal or leave in_channels=None')
         if network is not None and network.in_channels is None:
-            network.materialize(self.out_channels)  # the class count is known: no lazy buffers under DDP
+            network.materialize(self.out_channels)  # the class count is known: made once, before any step
         self.loss_kd = MODELS.build(loss_kd) if loss_kd is not None else None
         # Plain attribute, not a submodule: kept out of state_dict, parameters() and DDP.
         object.__setattr__(self, '_teacher', None)

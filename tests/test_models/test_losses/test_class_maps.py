@@ -94,8 +94,7 @@ def test_banded_pooling_equals_autograd(bands, kind, masked, kernel_size, size, 
     g = torch.Generator().manual_seed(1)
     net = RandomVGG(in_channels=C, num_convs=(first_convs, 1), channels=(8, 8), kernel_size=kernel_size)
     if layout == torch.contiguous_format:
-        for i, w in enumerate(net.weights()):
-            net._buffers[f'weight{i}'] = w.contiguous()
+        net._weights = [w.contiguous() for w in net.weights()]
     x = (torch.randn(2, C, *size, dtype=torch.float64, generator=g) * 3).contiguous(memory_format=layout)
     valid = torch.rand(2, *size, generator=g) > 0.3 if masked else None
     bands(2 * C * size[1] * 8 * 6)
@@ -329,8 +328,7 @@ def test_banded_block_writes_in_place_only_dense_outputs(bands, layout):
             return func(*args, **kwargs)
 
     net = RandomVGG(in_channels=C, num_convs=(1, 1), channels=(8, 8))
-    for i, w in enumerate(net.weights()):
-        net._buffers[f'weight{i}'] = w.contiguous(memory_format=layout)
+    net._weights = [w.contiguous(memory_format=layout) for w in net.weights()]
     x = torch.randn(2, C, 24, 24, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()
     bands(SMALL)
     assert len(ClassMaps(x).bands(1, align=2)) > 2

@@ -104,7 +104,7 @@ def test_gradient_only_to_prediction():
     loss(pred, target).backward()
     assert pred.grad is not None and pred.grad.abs().sum() > 0
     assert target.grad is None
-    assert all(not b.requires_grad for b in loss.buffers())
+    assert all(not w.requires_grad for w in loss.network.weights())
 
 
 def test_adds_nothing_to_state_dict_and_strict_load():
@@ -251,6 +251,8 @@ def test_autocast_option_with_float64_inputs():
     dict(reduction='max'), dict(layer_weights=(1, 2)), dict(resize=-1), dict(loss_name='perc'),
     dict(autocast='int8'), dict(autocast='float16'), dict(layer_weights=(0, 0, 0)),
     dict(in_channels=1),  # the default softmax over one channel
+    dict(resize=(0, 5)), dict(resize=(24, -3)), dict(resize=(24, 24, 2)),
+    dict(log_input=True, log_eps=0.0), dict(log_eps=-1e-3),
 ])
 def test_unknown_options_raise_value_error(kwargs):
     with pytest.raises(ValueError):
@@ -289,6 +291,23 @@ def test_bad_inputs_name_the_fix():
             loss(inf, _labels())
     with pytest.raises(ValueError, match="reduction='none'"):
         RandomPerceptualLoss(**SMALL, layer_weights=(1, 1, 1))(_logits(), _labels(), reduction_override='none')
+    for weight in (torch.ones(3), torch.ones(2, 16, 16), torch.ones(2, 1, 32, 32)):
+        with pytest.raises(ValueError, match=r'weight must be per sample \(2,\) or per pixel \(2, 32, 32\)'):
+            loss(_logits(), _labels(), weight=weight)
+
+
+def test_resize_size_takes_pixel_counts_and_names_the_scale():
+    with pytest.raises(ValueError, match='resize=0.5'):
+        RandomPerceptualLoss(**SMALL, resize=(0.5, 0.5))
+    loss = RandomPerceptualLoss(**SMALL, resize=[16, 24])
+    assert loss.resize == (16, 24) and float(loss(_logits(), _labels())) > 0
+
+
+def test_inferred_channel_count_is_kept_and_named():
+    loss = RandomPerceptualLoss(**SMALL)
+    loss(_logits(c=5), _labels(c=5))
+    with pytest.raises(ValueError, match='takes 5 .*inferred from the first call.*its own loss'):
+        loss(_logits(c=6), _labels(c=6))
 
 
 @pytest.mark.parametrize('where', [(0, 0, 0, 0), (1, 4, 31, 17), (1, -1, -1, -1)])
@@ -362,3 +381,32 @@ def test_depth_invalid_pixels_and_log_depth():
     d, e = torch.rand(2, 1, 32, 32) + 1, torch.rand(2, 1, 32, 32) * 5
     plain = RandomPerceptualLoss(**SMALL, in_channels=1, pred_activation='none', target_activation='none')
     assert log_loss(d, e).item() == pytest.approx(plain(d.log(), e.clamp(min=1e-3).log()).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize('in_channels', [5, None])
+def test_ema_of_a_decode_head_with_a_lazy_loss(in_channels):
+    """mmengine's EMA copies the model before the first step and then pairs its buffers with the
+    model's by position: weights made lazily on the first call must not add buffers (a PSPHead's
+    batch norms come after ``loss_decode``, so they would be paired with the loss's weights)."""
+    from mmengine.model import ExponentialMovingAverage
+    from mmengine.structures import PixelData
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    head = MODELS.build(dict(
+        type='PSPHead', in_channels=8, channels=8, pool_scales=(1, 2), num_classes=5,
+        norm_cfg=dict(type='BN', requires_grad=True),
+        loss_decode=[dict(type='CrossEntropyLoss', loss_weight=1.0),
+                     dict(type='RandomPerceptualLoss', loss_weight=0.1, in_channels=in_channels)]))
+    ema = ExponentialMovingAverage(head)  # what EMAHook builds in before_run
+    buffers = [b.shape for b in head.buffers()]
+    samples = [SegDataSample(gt_sem_seg=PixelData(data=_labels(1, 5, 32, 32, seed=i)[0][None])) for i in range(2)]
+    losses = head.loss([torch.randn(2, 8, 8, 8)], samples, None)
+    assert losses['loss_perc'] > 0
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    assert [b.shape for b in head.buffers()] == buffers
+    ema.update_parameters(head)
+    ema.update_parameters(head)  # the second update averages the parameters
+    for avg, src in zip(ema.module.buffers(), head.buffers()):
+        torch.testing.assert_close(avg, src)

@@ -32,7 +32,8 @@ def test_nothing_in_state_dict_and_no_parameters():
     net = RandomVGG(in_channels=3)
     assert net.state_dict() == {}
     assert list(net.parameters()) == []
-    assert len(list(net.buffers())) == 13
+    assert list(net.buffers()) == []  # plain tensors: EMA/SWA pair buffers by position
+    assert len(net.weights()) == 13 and not any(w.requires_grad for w in net.weights())
 
 
 def test_same_seed_identical_lazy_or_explicit_and_rng_untouched():
@@ -160,8 +161,7 @@ def test_max_pool_ties_routed_as_autograd(size, channels_last):
     net = RandomVGG(in_channels=3, num_convs=(1, 2, 1), channels=(8, 16, 16))
     assert all(w.is_contiguous(memory_format=torch.channels_last) for w in net.weights())
     if not channels_last:
-        for i, w in enumerate(net.weights()):
-            net._buffers[f'weight{i}'] = w.contiguous()
+        net._weights = [w.contiguous() for w in net.weights()]
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 3, (2, size[0] // 8 + 1, size[1] // 8 + 1), generator=g)
     labels = labels.repeat_interleave(8, 1).repeat_interleave(8, 2)[:, :size[0], :size[1]]
