@@ -234,7 +234,7 @@ def print_row(r: Dict) -> None:
 LOSS_VARIANTS = [
     ('config default', {}),
     ('+ resize=0.5', dict(resize=0.5)),
-    ('VGG16 (paper Sec. 4.2)', dict(num_convs=(2, 2, 3, 3, 3))),
+    ('VGG16', dict(num_convs=(2, 2, 3, 3, 3))),
     ('VGG16 + resize=0.5', dict(num_convs=(2, 2, 3, 3, 3), resize=0.5)),
     ('+ autocast=bfloat16', dict(autocast='bfloat16')),
 ]

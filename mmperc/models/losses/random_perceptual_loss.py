@@ -158,7 +158,9 @@ class RandomPerceptualLoss(nn.Module):
 
     Args:
         num_convs (Sequence[int]): Convolutions per block. Defaults to
-            ``(2, 2, 3, 3, 3)`` (VGG16, Section 4.2).
+            ``(2, 2, 4, 4, 4)``: VGG19's 16 convolutions and 5 poolings, the
+            network of Section 4.2 (Table 6). ``(2, 2, 3, 3, 3)`` is VGG16,
+            ``(1, 1, 1, 1, 1)`` the efficient structure of Table 2.
         channels (Sequence[int]): Output channels per block. Defaults to
             ``(64, 128, 256, 512, 512)``.
         kernel_size (int): Kernel size of every convolution (Table 3).
@@ -227,7 +229,7 @@ class RandomPerceptualLoss(nn.Module):
     """
 
     def __init__(self,
-                 num_convs: Sequence[int] = (2, 2, 3, 3, 3),
+                 num_convs: Sequence[int] = (2, 2, 4, 4, 4),
                  channels: Sequence[int] = (64, 128, 256, 512, 512),
                  kernel_size: int = 3,
                  downsample: str = 'maxpool',

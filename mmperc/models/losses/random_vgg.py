@@ -70,8 +70,10 @@ class RandomVGG(nn.Module):
 
     Block ``i`` is ``num_convs[i]`` convolutions (``kernel_size``, stride 1, padding
     that keeps the size, ReLU after each) followed by a 2x downsampling. The
-    embedding of a block is its output after the downsampling, so VGG16 has 13
-    convolutions and 5 poolings as in Section 4.2 of the paper.
+    embedding of a block is its output after the downsampling. The default,
+    VGG19's stack ``(2, 2, 4, 4, 4)``, has the 16 convolutions and 5 poolings of
+    the paper's Section 4.2 (its supplementary's "basic perceptual network");
+    VGG16's ``(2, 2, 3, 3, 3)`` has 13.
 
     The weights are generated on the CPU in float32 from a private
     ``torch.Generator`` seeded with ``seed``, in a fixed order, so any process
@@ -88,7 +90,7 @@ class RandomVGG(nn.Module):
         in_channels (int, optional): Input channels (classes for segmentation,
             1 for masks or depth). None infers it on the first call.
         num_convs (Sequence[int]): Convolutions per block, ``N_1..N_k`` of
-            Section 3.1. Defaults to ``(2, 2, 3, 3, 3)`` (VGG16).
+            Section 3.1. Defaults to ``(2, 2, 4, 4, 4)`` (VGG19, Section 4.2).
         channels (Sequence[int]): Output channels per block. Defaults to
             ``(64, 128, 256, 512, 512)``.
         kernel_size (int): Odd kernel size of every convolution (Table 3).
@@ -114,7 +116,7 @@ class RandomVGG(nn.Module):
 
     def __init__(self,
                  in_channels: Optional[int] = None,
-                 num_convs: Sequence[int] = (2, 2, 3, 3, 3),
+                 num_convs: Sequence[int] = (2, 2, 4, 4, 4),
                  channels: Sequence[int] = (64, 128, 256, 512, 512),
                  kernel_size: int = 3,
                  downsample: str = 'maxpool',

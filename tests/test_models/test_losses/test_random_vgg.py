@@ -33,7 +33,7 @@ def test_nothing_in_state_dict_and_no_parameters():
     assert net.state_dict() == {}
     assert list(net.parameters()) == []
     assert list(net.buffers()) == []  # plain tensors: EMA/SWA pair buffers by position
-    assert len(net.weights()) == 13 and not any(w.requires_grad for w in net.weights())
+    assert len(net.weights()) == 16 and not any(w.requires_grad for w in net.weights())  # VGG19's 16 convs
 
 
 def test_same_seed_identical_lazy_or_explicit_and_rng_untouched():
