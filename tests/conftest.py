@@ -55,10 +55,10 @@ def teacher_ckpt(tmp_path_factory) -> str:
     return save_checkpoint(model_cfg(TEACHER_CFG, SHRUNK_TEACHER), tmp_path_factory.mktemp('teacher') / 'teacher.pth')
 
 
-def run_tool(*args, timeout: int = 600, env: Optional[dict] = None) -> str:
-    """Run ``python <args>`` from the repository root; assert success; return its output."""
+def run_tool(*args, timeout: int = 600, env: Optional[dict] = None, cwd: Optional[Path] = None) -> str:
+    """Run ``python <args>`` from the repository root (or ``cwd``); assert success; return its output."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    result = subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, capture_output=True,
+    result = subprocess.run([sys.executable, *map(str, args)], cwd=cwd or ROOT, env=env, capture_output=True,
                             text=True, timeout=timeout)
     assert result.returncode == 0, (result.stdout[-4000:] + result.stderr[-4000:])
     return result.stdout + result.stderr

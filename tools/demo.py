@@ -86,7 +86,7 @@ def job(track: str, name: str, config: str, args: argparse.Namespace, data_root:
     """One run through tools/train.py (its log streams to the console, prefixed)."""
     options = run_overrides(name, args, data_root, teacher_ckpt)
     cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(CONFIGS / config), '--work-dir',
-           osp.join(track_dir, name), '--cfg-options', *options]
+           run_dir(track_dir, name, args), '--cfg-options', *options]
     env = dict(PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''),
                OMP_NUM_THREADS=str(threads))
     return Job(f'{track}/{name}', cmd, after=after, env=env)
@@ -103,6 +103,14 @@ def teacher_key(args: argparse.Namespace, data_root: str, iters: int) -> dict:
 def _read_json(path: str):
     with open(path) as f:
         return json.load(f)
+
+
+def run_dir(track_dir: str, name: str, args: argparse.Namespace) -> str:
+    """The work dir of one run. The teacher's is its cache, and a ``--max-iters`` run's teacher has
+    a folder of its own, so that a smoke test never replaces the full schedule's cached teacher."""
+    if name == 'teacher' and args.max_iters is not None:
+        name = f'teacher_{args.max_iters}it'
+    return osp.join(track_dir, name)
 
 
 def teacher_checkpoint(config: str, args: argparse.Namespace, teacher_dir: str, data_root: str) -> Tuple[str, bool]:
@@ -141,7 +149,7 @@ def write_results(args: argparse.Namespace, seconds: Dict[Tuple[str, str], float
     ]
     for track, sub, runs in TRACKS:
         for name, _, what in runs:
-            metrics = final_metrics(osp.join(args.work_dir, sub, name))
+            metrics = final_metrics(run_dir(osp.join(args.work_dir, sub), name, args))
             took = f'{seconds[track, name]:.0f}' if (track, name) in seconds else 'cached'
             lines.append(f'| {track} | {name} | {what} | {metrics.get("mIoU", float("nan")):.2f} | '
                          f'{metrics.get("bF", float("nan")):.2f} | {took} |')
@@ -178,7 +186,7 @@ def main() -> None:
     jobs = []
     for track, sub, runs in TRACKS:
         track_dir = osp.join(args.work_dir, sub)
-        teacher_ckpt, train_teacher = teacher_checkpoint(runs[0][1], args, osp.join(track_dir, 'teacher'),
+        teacher_ckpt, train_teacher = teacher_checkpoint(runs[0][1], args, run_dir(track_dir, 'teacher', args),
                                                          roots[track])
         if not train_teacher:
             print(f'[demo] reusing the teacher {teacher_ckpt} (--retrain-teacher to train it again)')
@@ -195,11 +203,12 @@ def main() -> None:
     write_results(args, seconds, time.time() - start)
     from mmperc.utils import read_scalars
     from mmperc.visualization import plot_curves, plot_predictions
-    plot_curves({track: {name: read_scalars(osp.join(args.work_dir, sub, name), latest_only=True)
+    plot_curves({track: {name: read_scalars(run_dir(osp.join(args.work_dir, sub), name, args), latest_only=True)
                          for name, _, _ in runs} for track, sub, runs in TRACKS},
                 osp.join(args.work_dir, 'curves.png'))
-    panels = [(track, roots[track], [(name, str(CONFIGS / config), last_checkpoint(osp.join(args.work_dir, sub, name)))
-                                     for name, config, _ in runs]) for track, sub, runs in TRACKS]
+    panels = [(track, roots[track],
+               [(name, str(CONFIGS / config), last_checkpoint(run_dir(osp.join(args.work_dir, sub), name, args)))
+                for name, config, _ in runs]) for track, sub, runs in TRACKS]
     plot_predictions(panels, osp.join(args.work_dir, 'predictions.png'), num_images=2)
     print(f'[demo] wrote {args.work_dir}/results.md, predictions.png and curves.png')
 

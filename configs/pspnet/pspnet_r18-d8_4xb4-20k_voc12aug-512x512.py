@@ -1,6 +1,8 @@
 # PSPNet-R18-D8 baseline on Pascal VOC 2012 aug 512x512, 20k (paper Table 6).
 # mmseg ships no R18 VOC config: this is mmseg's own R18 switch on its R50 config.
 _base_ = ['mmseg::pspnet/pspnet_r50-d8_4xb4-20k_voc12aug-512x512.py']
+custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 # Inherited as in the paper (Sec. 4.2): SGD lr 0.01, poly power 0.9, 20k iters,
 # base batch = 4 GPUs x 4 images = 16.
 model = dict(

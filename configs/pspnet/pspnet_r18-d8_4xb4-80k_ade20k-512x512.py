@@ -1,6 +1,8 @@
 # PSPNet-R18-D8 baseline on ADE20K 512x512, 80k (paper Table 6).
 # mmseg ships no R18 ADE20K config: this is mmseg's own R18 switch on its R50 config.
 _base_ = ['mmseg::pspnet/pspnet_r50-d8_4xb4-80k_ade20k-512x512.py']
+custom_imports = dict(imports=['mmperc'], allow_failed_imports=False)
+custom_hooks = [dict(type='SafeCheckpointHook')]  # safe --resume under any train script (README)
 # Inherited as in the paper (Sec. 4.2): SGD lr 0.01, poly power 0.9, 80k iters,
 # base batch = 4 GPUs x 4 images = 16.
 model = dict(

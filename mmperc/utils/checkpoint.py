@@ -16,6 +16,10 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint holds pickled objects outside mmperc's allow-list."""
 
 
+class UnreadableCheckpointError(ValueError):
+    """A file is not a readable torch checkpoint (empty, truncated, or not one at all)."""
+
+
 def _numpy_safe_globals() -> List[Any]:
     """numpy's array/dtype reconstructors, under their numpy 1.x and 2.x names.
 
@@ -53,25 +57,42 @@ def safe_torch_load(filename: str, map_location: Union[str, torch.device, None] 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
         UnsafeCheckpointError: The file pickles objects outside the allow-list.
+        UnreadableCheckpointError: The file is empty, truncated or not a torch checkpoint.
     """
     try:
         return _without_config_code(torch.load(filename, map_location=map_location, weights_only=True))
-    except pickle.UnpicklingError as err:
-        raise _unsafe(filename, err) from err
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
+        refusal = _refusal(filename, err)
+        if refusal is None:
+            raise
+        raise refusal from err
 
 
-def _unsafe(filename: str, err: pickle.UnpicklingError) -> UnsafeCheckpointError:
-    """The error for a file ``torch.load(weights_only=True)`` refused, naming what it pickles."""
+def _refusal(filename: str, err: Exception) -> Optional[Exception]:
+    """The error for a file ``torch.load(weights_only=True)`` failed on: unsafe (naming what it
+    pickles) or unreadable; None for an error of another kind (e.g. a CUDA ``map_location``)."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    if isinstance(err, RuntimeError) and not any('PytorchStreamReader' in line for line in lines):
+        return None
     try:
         found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
-    except Exception:  # noqa: BLE001 - a broken file: report the original error
+    except Exception:  # noqa: BLE001 - not a zip checkpoint: torch's message names the global
         found = []
-    return UnsafeCheckpointError(
-        f'refusing to load {filename}: it pickles objects outside the safe allow-list '
-        f'{found or ""} and loading it could run arbitrary code. Checkpoints written by '
-        "mmperc's tools load safely; if you trust this file, re-save it with "
-        '`python tools/sanitize_checkpoint.py IN OUT --trust`.\n'
-        f'torch said: {str(err).splitlines()[0]}')
+    said = next((line for line in lines if 'GLOBAL' in line), None)
+    if found or said:
+        return UnsafeCheckpointError(
+            f'refusing to load {filename}: it pickles objects outside the safe allow-list'
+            f'{" " + str(found) if found else ""} and loading it could run arbitrary code. Checkpoints '
+            "written by mmperc's tools load safely; if you trust this file, re-save it with "
+            '`python tools/sanitize_checkpoint.py IN OUT --trust`.\n'
+            f'torch said: {said or lines[0]}')
+    said = next((line for line in lines if 'Unsupported operand' in line), lines[0] if lines else 'end of file')
+    return UnreadableCheckpointError(
+        f'{filename} could not be read as a torch checkpoint: it is empty, truncated or another '
+        'kind of file (an interrupted download, an HTML error page, a git-lfs pointer?): download or '
+        'copy it again, or point at the right file. (A checkpoint you trust that torch\'s safe loader '
+        'cannot parse can be re-saved with `python tools/sanitize_checkpoint.py IN OUT --trust`.) '
+        f'torch said: {type(err).__name__}: {said}')
 
 
 def _without_config_code(checkpoint: Any) -> Any:
@@ -110,15 +131,19 @@ def safe_load_url(url: str,
 
     Raises:
         UnsafeCheckpointError: The file pickles objects outside the allow-list.
+        UnreadableCheckpointError: The file is empty, truncated or not a torch checkpoint.
     """
     try:
         checkpoint = torch.hub.load_state_dict_from_url(
             url, model_dir=model_dir, map_location=map_location, progress=progress, check_hash=check_hash,
             file_name=file_name, weights_only=True)
-    except pickle.UnpicklingError as err:
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
         cached = osp.join(model_dir or osp.join(torch.hub.get_dir(), 'checkpoints'),
                           file_name or osp.basename(urlparse(url).path))
-        raise _unsafe(cached, err) from err
+        refusal = _refusal(cached, err)
+        if refusal is None:
+            raise
+        raise refusal from err
     return _without_config_code(checkpoint)
 
 

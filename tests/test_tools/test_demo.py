@@ -26,15 +26,16 @@ def test_demo_config_names_match_content(path):
     elif perc:
         assert cfg.model.type == 'PerceptualDistillSegmentor'
         assert f'pspnet_{perc}-d8' in cfg.model.teacher.config and data in cfg.model.teacher.config
-        teacher = Config.fromfile(str(ROOT / cfg.model.teacher.config))
+        teacher = Config.fromfile(str(path.parent / cfg.model.teacher.config))  # read beside it, as _base_
         assert teacher.model.decode_head.num_classes == cfg.model.decode_head.num_classes
     assert cfg.train_dataloader.dataset.data_root == f'data/demo/{"cityscapes" if data == "scenes" else data}'
     assert cfg.model.pretrained is None  # nothing to download
 
 
 def test_demo_smoke_run_writes_table_and_figures(tmp_path):
-    out = run_tool('tools/demo.py', '--work-dir', tmp_path / 'demo', '--data-root', tmp_path / 'data',
-                   '--num-train', 4, '--num-val', 2, '--max-iters', 1, timeout=900)
+    # started outside the repository: the distilled students find their teacher configs beside them
+    out = run_tool(ROOT / 'tools' / 'demo.py', '--work-dir', tmp_path / 'demo', '--data-root', tmp_path / 'data',
+                   '--num-train', 4, '--num-val', 2, '--max-iters', 1, timeout=900, cwd=tmp_path)
     assert 'wrote' in out
     table = (tmp_path / 'demo' / 'results.md').read_text()
     rows = [line for line in table.splitlines() if line.startswith('| ') and 'mIoU' not in line]
@@ -95,3 +96,21 @@ def test_teacher_of_a_smoke_run_or_other_data_is_not_reused(tmp_path):
     assert demo.teacher_checkpoint(config, full, teacher, str(tmp_path / 'other'))[1]  # other data
     (tmp_path / 'teacher' / 'iter_300.pth').write_bytes(b'')
     assert demo.teacher_checkpoint(config, argparse.Namespace(**{**vars(full), 'seed': 1}), teacher, data)[1]
+
+
+def test_smoke_run_keeps_the_cached_full_teacher(tmp_path):
+    """A --max-iters run trains its teacher in a folder of its own: the next full demo still
+    reuses the full schedule's teacher instead of deleting and training it again."""
+    import argparse
+    demo = _demo_module()
+    config, data = demo.TRACKS[0][2][0][1], str(tmp_path / 'data')
+    full = argparse.Namespace(retrain_teacher=False, max_iters=None, seed=0)
+    smoke = argparse.Namespace(retrain_teacher=False, max_iters=2, seed=0)
+    ckpt, train = demo.teacher_checkpoint(config, full, demo.run_dir(str(tmp_path), 'teacher', full), data)
+    assert train and ckpt == str(tmp_path / 'teacher' / 'iter_300.pth')
+    (tmp_path / 'teacher' / 'iter_300.pth').write_bytes(b'')  # the full run finished
+    smoke_dir = demo.run_dir(str(tmp_path), 'teacher', smoke)
+    assert smoke_dir != demo.run_dir(str(tmp_path), 'teacher', full)
+    assert demo.run_dir(str(tmp_path), 'ce', smoke) == str(tmp_path / 'ce')
+    assert demo.teacher_checkpoint(config, smoke, smoke_dir, data)[1]
+    assert demo.teacher_checkpoint(config, full, str(tmp_path / 'teacher'), data) == (ckpt, False)

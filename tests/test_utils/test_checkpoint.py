@@ -10,7 +10,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 import mmperc  # noqa: F401
 from mmperc.engine import decode_message_hub, encode_message_hub
-from mmperc.utils import UnsafeCheckpointError, safe_torch_load
+from mmperc.utils import UnreadableCheckpointError, UnsafeCheckpointError, safe_torch_load
 
 
 class _Payload:
@@ -54,6 +54,29 @@ def test_arbitrary_objects_are_refused(tmp_path, payload):
     with pytest.raises(UnsafeCheckpointError, match='allow-list'):
         safe_torch_load(str(path))
     with pytest.raises(UnsafeCheckpointError):
+        _load_checkpoint(str(path), map_location='cpu')
+
+
+def test_legacy_format_payload_is_refused_naming_the_global(tmp_path):
+    """torch can list the globals of zip files only; a legacy-format file's refusal quotes torch."""
+    path = tmp_path / 'legacy.pth'
+    torch.save({'meta': {'x': _Payload()}}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafeCheckpointError, match=r'(?s)allow-list and loading.*torch said: .*GLOBAL .*system'):
+        safe_torch_load(str(path))
+
+
+@pytest.mark.parametrize('content', [b'', b'<html>404 Not Found</html>', 'truncated'])
+def test_unreadable_files_are_not_called_unsafe(tmp_path, content):
+    """An empty file, an HTML page or a truncated zip is not a checkpoint: say so, not 'unsafe'."""
+    path = tmp_path / 'bad.pth'
+    if content == 'truncated':
+        torch.save({'state_dict': {'w': torch.ones(1000)}}, path)
+        content = path.read_bytes()[:300]
+    path.write_bytes(content)
+    with pytest.raises(UnreadableCheckpointError, match='could not be read as a torch checkpoint') as info:
+        safe_torch_load(str(path))
+    assert 'allow-list' not in str(info.value)
+    with pytest.raises(UnreadableCheckpointError):
         _load_checkpoint(str(path), map_location='cpu')
 
 

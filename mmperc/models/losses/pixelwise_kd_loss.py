@@ -7,6 +7,12 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 
+#: A softmax over one channel is the constant 1: the KL divergence would be 0 with no gradient.
+ONE_CHANNEL_MESSAGE = ('PixelwiseKDLoss compares softmax class maps, which are constant for one channel '
+                       '(a binary head with out_channels=1 and a sigmoid): drop loss_kd, or predict 2 '
+                       'classes with out_channels=2')
+
+
 @MODELS.register_module()
 class PixelwiseKDLoss(nn.Module):
     """``T^2 * KL(softmax(t / T) || softmax(s / T))`` per pixel, averaged over valid pixels.
@@ -43,6 +49,8 @@ class PixelwiseKDLoss(nn.Module):
         if pred.shape != target.shape:
             raise ValueError(f'pred {tuple(pred.shape)} and target {tuple(target.shape)} must match: '
                              'resize the teacher logits to the student\'s')
+        if pred.shape[1] == 1:
+            raise ValueError(ONE_CHANNEL_MESSAGE)
         t = self.temperature
         log_p = F.log_softmax(pred.float() / t, dim=1)
         log_q = F.log_softmax(target.detach().float() / t, dim=1)

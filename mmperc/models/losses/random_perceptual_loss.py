@@ -308,6 +308,14 @@ class RandomPerceptualLoss(nn.Module):
         """Name of the loss item in the losses dict (``loss_`` prefix: backpropagated)."""
         return self._loss_name
 
+    def check_activations(self, channels: int, float_target: bool = True) -> None:
+        """Raise ``ValueError`` naming the fix if an activation is constant over ``channels``
+        (a softmax over one channel), before any step: for the prediction, and for a float
+        target (a teacher's logits) when ``float_target``."""
+        _check_activation(channels, self.pred_activation, 'pred_activation')
+        if float_target:
+            _check_activation(channels, self.target_activation, 'target_activation')
+
     def memory_format(self, device: Union[str, torch.device]) -> torch.memory_format:
         """The layout in which ``pred`` and a float ``target`` on ``device`` cost least:
         ``torch.channels_last`` on the CPU and CUDA, where the loss network's weights are

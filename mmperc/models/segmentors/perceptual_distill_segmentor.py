@@ -12,7 +12,11 @@ from mmseg.utils import ConfigType, OptConfigType, OptMultiConfig, SampleList
 from torch import Tensor
 
 from mmperc.utils.consistency import check_same_on_all_ranks, tensors_digest
+from ..losses.pixelwise_kd_loss import ONE_CHANNEL_MESSAGE as KD_ONE_CHANNEL_MESSAGE
 from .teacher import CHECKPOINT_KEY, CONFIG_KEY, build_teacher, fuse_conv_bn_checked, probe_input
+
+CASCADE_MESSAGE = ('cascade decode heads (CascadeEncoderDecoder: OCRNet, PointRend) are not supported: '
+                   'distil into a single-head student (FCN, PSP, ASPP, DeepLabV3+, UPer, Segformer)')
 
 #: ``model.teacher.autocast``: None (the student's autocast state) or the teacher's own dtype.
 TEACHER_AUTOCAST = {None: None, 'bfloat16': torch.bfloat16}
@@ -69,6 +73,9 @@ class PerceptualDistillSegmentor(EncoderDecoder):
             called as ``loss_kd(student_logits, teacher_logits, valid_mask=...)``
             at label size, e.g. ``dict(type='PixelwiseKDLoss', loss_weight=1.0)``.
             Needs a teacher. Logged as ``decode.loss_kd``. Defaults to None.
+        num_stages (int, optional): Only to refuse, with the reason, a
+            ``CascadeEncoderDecoder`` config (OCRNet, PointRend) whose ``type`` was
+            changed to this one. Defaults to None.
         Other args: as :class:`mmseg.models.segmentors.EncoderDecoder`.
     """
 
@@ -84,7 +91,10 @@ class PerceptualDistillSegmentor(EncoderDecoder):
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  pretrained: Optional[str] = None,
-                 init_cfg: OptMultiConfig = None) -> None:
+                 init_cfg: OptMultiConfig = None,
+                 num_stages: Optional[int] = None) -> None:
+        if num_stages is not None:  # left over from a CascadeEncoderDecoder config
+            raise TypeError(CASCADE_MESSAGE)
         super().__init__(
             backbone=backbone,
             decode_head=decode_head,
@@ -100,7 +110,7 @@ class PerceptualDistillSegmentor(EncoderDecoder):
                 f'{type(self.decode_head).__name__} overrides loss(); PerceptualDistillSegmentor '
                 'needs a decode head whose loss is forward() + loss_by_feat() '
                 '(BaseDecodeHead.loss), as FCN/PSP/ASPP/DepthwiseSeparableASPP/UPer/Segformer heads have; '
-                'cascade decode heads (OCRNet, PointRend) are not supported')
+                + CASCADE_MESSAGE)
         self.teacher_cfg = self._check_teacher_cfg(teacher)
         if loss_kd is not None and self.teacher_cfg is None:
             raise ValueError('loss_kd distils from a teacher: set model.teacher or drop loss_kd')
@@ -112,9 +122,30 @@ class PerceptualDistillSegmentor(EncoderDecoder):
                 f'{self.out_channels} classes: set them equal or leave in_channels=None')
         if network is not None and network.in_channels is None:
             network.materialize(self.out_channels)  # the class count is known: made once, before any step
+        check_activations = getattr(self.loss_perc, 'check_activations', None)
+        if check_activations is not None:  # e.g. a softmax over a binary head's one channel
+            check_activations(self.out_channels, float_target=self.teacher_cfg is not None)
         self.loss_kd = MODELS.build(loss_kd) if loss_kd is not None else None
+        if self.loss_kd is not None and self.out_channels == 1:
+            raise ValueError(f'model.loss_kd: {KD_ONE_CHANNEL_MESSAGE}')
+        self._check_loss_names()
         # Plain attribute, not a submodule: kept out of state_dict, parameters() and DDP.
         object.__setattr__(self, '_teacher', None)
+
+    def _check_loss_names(self) -> None:
+        """The segmentor's terms must not replace the decode head's own losses of the same name."""
+        head_losses = self.decode_head.loss_decode
+        taken = {loss.loss_name: 'decode_head.loss_decode'
+                 for loss in (head_losses if isinstance(head_losses, nn.ModuleList) else [head_losses])}
+        for key, loss in (('loss_perc', self.loss_perc), ('loss_kd', self.loss_kd)):
+            if loss is None:
+                continue
+            if loss.loss_name in taken:
+                raise ValueError(
+                    f'model.{key} is named {loss.loss_name!r} like a loss of {taken[loss.loss_name]}, '
+                    f'which it would silently replace: drop that loss from {taken[loss.loss_name]} '
+                    f'(model.{key} is the teacher\'s term) or set model.{key}.loss_name')
+            taken[loss.loss_name] = f'model.{key}'
 
     @staticmethod
     def _check_teacher_cfg(teacher: Optional[dict]) -> Optional[dict]:
@@ -166,12 +197,16 @@ class PerceptualDistillSegmentor(EncoderDecoder):
 
     def _check_teacher(self, teacher: nn.Module) -> None:
         """Fail early on class-count or input-normalisation mismatches."""
-        num_classes = getattr(getattr(teacher, 'decode_head', None), 'out_channels', None)
+        head = getattr(teacher, 'decode_head', None)
+        if isinstance(head, nn.ModuleList):  # a cascade teacher (OCRNet): its last head predicts
+            head = head[-1]
+        num_classes = getattr(head, 'out_channels', None)
         if num_classes is not None and num_classes != self.out_channels:
             raise ValueError(
-                f'teacher predicts {num_classes} classes but the student {self.out_channels}: '
-                f'use a teacher trained on the same dataset ({CONFIG_KEY}/{CHECKPOINT_KEY}) '
-                'or the same num_classes in the student')
+                f'teacher predicts {num_classes} output channels but the student {self.out_channels} '
+                '(out_channels: num_classes, or 1 for a binary head with a sigmoid): use a teacher '
+                f'trained on the same classes with the same kind of head ({CONFIG_KEY}/{CHECKPOINT_KEY}) '
+                'or the same num_classes/out_channels in the student')
         for attr in ('mean', 'std'):
             mine = getattr(self.data_preprocessor, attr, None)
             theirs = getattr(teacher.data_preprocessor, attr, None)
@@ -255,6 +290,11 @@ class PerceptualDistillSegmentor(EncoderDecoder):
         """Decode-head losses with ``loss_perc`` (and ``loss_kd``) on the same logits."""
         head = self.decode_head
         seg_logits = head(x)
+        if not isinstance(seg_logits, Tensor):
+            raise TypeError(
+                f'{type(head).__name__} returns {type(seg_logits).__name__} in training, not one '
+                '(N, C, H, W) logits tensor: heads with several outputs (KNet, DDRNet, PIDNet) are not '
+                'supported by PerceptualDistillSegmentor; ' + CASCADE_MESSAGE)
         losses = head.loss_by_feat(seg_logits, data_samples)
         seg_label = head._stack_batch_gt(data_samples).squeeze(1)
         size = seg_label.shape[-2:]

@@ -4,6 +4,7 @@ import importlib
 import logging
 import os.path as osp
 from typing import Optional
+from urllib.error import URLError
 
 import torch
 import torch.nn as nn
@@ -14,6 +15,7 @@ from mmengine.registry import MODELS, DefaultScope
 from mmengine.runner.checkpoint import _load_checkpoint
 from torch import Tensor
 
+from mmperc.utils.checkpoint import UnreadableCheckpointError
 from mmperc.utils.sync_bn import sync_bn_to_bn
 
 # ``--cfg-options`` keys a user overrides; error messages name them.
@@ -87,7 +89,7 @@ def build_teacher(config: str,
         nn.Module: The frozen teacher in eval mode.
 
     Raises:
-        ValueError: No checkpoint given, or it does not fit the config.
+        ValueError: No checkpoint given, it cannot be read or downloaded, or it does not fit the config.
         FileNotFoundError: Config or checkpoint missing.
     """
     if not checkpoint:
@@ -107,6 +109,10 @@ def build_teacher(config: str,
         raise FileNotFoundError(
             f'teacher checkpoint {checkpoint!r} not found: set {CHECKPOINT_KEY} to an existing '
             f'file or URL ({err})') from err
+    except (UnreadableCheckpointError, URLError) as err:  # a broken file or download, an unreachable URL
+        raise ValueError(
+            f'teacher checkpoint {checkpoint!r} could not be loaded: set {CHECKPOINT_KEY} to a readable '
+            f'file or a reachable URL ({err})') from err
     state_dict = state.get('state_dict', state) if isinstance(state, dict) else state
     if not isinstance(state_dict, dict):
         raise ValueError(f'teacher checkpoint {checkpoint!r} holds no state_dict')

@@ -129,7 +129,7 @@ def test_num_classes_mismatch_fails_early(teacher_ckpt):
     cfg.decode_head.num_classes = 5
     cfg.auxiliary_head.num_classes = 5
     segmentor = build(cfg)
-    with pytest.raises(ValueError, match='teacher predicts 19 classes but the student 5'):
+    with pytest.raises(ValueError, match='teacher predicts 19 output channels but the student 5'):
         segmentor.init_weights()
 
 
@@ -316,3 +316,78 @@ def test_teacher_logits_resized_in_the_teachers_convention(teacher_ckpt, monkeyp
     segmentor.loss(inputs, samples)
     own = F.interpolate(segmentor.teacher_logits(inputs), size=(64, 64), mode='bilinear', align_corners=True)
     torch.testing.assert_close(targets[0], own, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('content', [b'', b'<html>404 Not Found</html>', 'truncated'])
+def test_unreadable_teacher_checkpoint_names_the_key(teacher_ckpt, tmp_path, content):
+    """An empty file, an HTML error page or a truncated download: a ValueError naming the key,
+    not a bare EOFError / zip error, nor an 'unsafe pickle' advice that cannot work."""
+    path = tmp_path / 'teacher.pth'
+    path.write_bytes(open(teacher_ckpt, 'rb').read()[:2000] if content == 'truncated' else content)
+    with pytest.raises(ValueError, match=r'could not be loaded: set model\.teacher\.checkpoint.*could not be read'):
+        build(distill_cfg(str(path))).init_weights()
+
+
+def test_unreachable_teacher_url_names_the_key(teacher_ckpt, tmp_path, monkeypatch):
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path))  # nothing cached
+    with pytest.raises(ValueError, match=r'could not be loaded: set model\.teacher\.checkpoint.*reachable URL'):
+        build(distill_cfg('http://127.0.0.1:9/teacher.pth')).init_weights()
+
+
+def test_cascade_teacher_class_count_checked_early(teacher_ckpt):
+    """A cascade teacher (OCRNet: a ModuleList of heads) is checked by its last head."""
+    segmentor = build(distill_cfg(teacher_ckpt))
+    teacher = torch.nn.Module()
+    teacher.decode_head = torch.nn.ModuleList([torch.nn.Conv2d(1, 19, 1), torch.nn.Conv2d(1, 7, 1)])
+    teacher.decode_head[0].out_channels, teacher.decode_head[1].out_channels = 19, 7
+    with pytest.raises(ValueError, match='teacher predicts 7 output channels but the student 19'):
+        segmentor._check_teacher(teacher)
+
+
+def test_binary_head_refuses_constant_terms_at_build(teacher_ckpt):
+    """out_channels=1 (sigmoid): a softmax perceptual term or the softmax KD term would be constant
+    (zero gradient); both are refused when the model is built, before the teacher is loaded."""
+    def binary(cfg):
+        for head in (cfg.decode_head, cfg.auxiliary_head):
+            head.update(num_classes=2, out_channels=1,
+                        loss_decode=dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0))
+        return cfg
+
+    with pytest.raises(ValueError, match="pred_activation='softmax' over 1 channel"):
+        build(binary(distill_cfg(teacher_ckpt)))
+    cfg = binary(distill_cfg(teacher_ckpt))
+    cfg.loss_perc.update(pred_activation='sigmoid')
+    with pytest.raises(ValueError, match="target_activation='softmax' over 1 channel"):
+        build(cfg)
+    cfg.loss_perc.update(target_activation='sigmoid')
+    build(copy.deepcopy(cfg))
+    cfg.loss_kd = dict(type='PixelwiseKDLoss')
+    with pytest.raises(ValueError, match='model.loss_kd: PixelwiseKDLoss compares softmax class maps'):
+        build(cfg)
+
+
+def test_loss_named_like_a_decode_head_loss_is_refused(teacher_ckpt):
+    """A ground-truth perceptual term in loss_decode would be silently replaced by the teacher's."""
+    cfg = distill_cfg(teacher_ckpt)
+    cfg.decode_head.loss_decode = [dict(type='CrossEntropyLoss', loss_weight=1.0),
+                                   dict(type='RandomPerceptualLoss', num_convs=(1, 1, 1, 1, 1), loss_weight=0.1)]
+    with pytest.raises(ValueError, match="model.loss_perc is named 'loss_perc' like a loss of decode_head.loss_decode"):
+        build(cfg)
+    cfg.loss_perc.loss_name = 'loss_perc_teacher'
+    assert {'decode.loss_perc', 'decode.loss_perc_teacher'} <= set(build(cfg).loss(*batch()))
+    cfg = distill_cfg(teacher_ckpt)
+    cfg.loss_kd = dict(type='PixelwiseKDLoss', loss_name='loss_perc')
+    with pytest.raises(ValueError, match="model.loss_kd is named 'loss_perc' like a loss of model.loss_perc"):
+        build(cfg)
+
+
+def test_cascade_and_multi_output_heads_get_the_documented_error(teacher_ckpt):
+    cfg = distill_cfg(teacher_ckpt)
+    cfg.num_stages = 2  # a CascadeEncoderDecoder config whose type was changed
+    with pytest.raises(TypeError, match='cascade decode heads.*not supported'):
+        build(cfg)
+    segmentor = build(distill_cfg(teacher_ckpt))
+    forward = segmentor.decode_head.forward
+    segmentor.decode_head.forward = lambda x: [forward(x), forward(x)]  # as KNet's iterative head
+    with pytest.raises(TypeError, match='returns list in training.*KNet'):
+        segmentor.loss(*batch())
