@@ -10,7 +10,8 @@ from .tool_cfg import resolve_teacher_config, save_predictions_to
 
 __all__ = [
     'check_same_on_all_ranks', 'tensors_digest', 'read_scalars', 'iter_checkpoints', 'last_checkpoint',
-    'UnreadableCheckpointError', 'UnsafeCheckpointError', 'register_safe_globals', 'safe_torch_load', 'add_safe_checkpoint_hook',
+    'UnreadableCheckpointError', 'UnsafeCheckpointError', 'register_safe_globals', 'safe_torch_load',
+    'add_safe_checkpoint_hook',
     'build_runner', 'default_dist_backend', 'export_local_rank', 'prepare_cfg', 'setup_distributed',
     'shutdown_distributed', 'work_dir_for',
     'revert_sync_bn_without_cuda', 'sync_bn_to_bn', 'resolve_teacher_config', 'save_predictions_to'
