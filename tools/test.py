@@ -5,8 +5,8 @@ import os.path as osp
 from mmengine.config import Config, DictAction
 
 import mmperc  # noqa: F401  (registers mmperc's modules, safe checkpoint loading)
-from mmperc.utils import (build_runner, export_local_rank, prepare_cfg, save_predictions_to, shutdown_distributed,
-                          work_dir_for)
+from mmperc.utils import (build_runner, checkpoint_problem, config_problem, export_local_rank, prepare_cfg,
+                          save_predictions_to, shutdown_distributed, work_dir_for)
 
 
 def parse_args() -> argparse.Namespace:
@@ -16,7 +16,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--work-dir', help='the directory to save the file containing evaluation metrics')
     parser.add_argument('--out', type=str, help='the directory to save the predicted segmentation maps')
     parser.add_argument('--show', action='store_true', help='show prediction results')
-    parser.add_argument('--show-dir', help='directory where painted images will be saved')
+    parser.add_argument('--show-dir', help='directory where painted images will be saved, every test image '
+                        '(a relative DIR is under the work dir, as mmseg\'s help says)')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, help='override settings in the config, key=value')
@@ -24,6 +25,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--tta', action='store_true', help='test time augmentation')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    problem = config_problem(args.config) or checkpoint_problem(args.checkpoint)
+    if problem:
+        parser.error(problem)
     export_local_rank(args.local_rank)
     return args
 
@@ -45,8 +49,6 @@ def enable_visualization(cfg: Config, args: argparse.Namespace) -> None:
 
 def main() -> None:
     args = parse_args()
-    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        raise FileNotFoundError(f'checkpoint {args.checkpoint} not found')
     cfg = Config.fromfile(args.config)
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)

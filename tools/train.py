@@ -9,19 +9,21 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 import mmperc  # noqa: F401  (registers mmperc's modules, safe checkpoint loading)
-from mmperc.utils import build_runner, export_local_rank, prepare_cfg, shutdown_distributed, work_dir_for
+from mmperc.utils import (build_runner, config_problem, export_local_rank, prepare_cfg, shutdown_distributed,
+                          work_dir_for)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train a segmentor (mmseg CLI, mmperc-aware)')
-    parser.add_argument('config', help='train config file path')
+    parser.add_argument('config', nargs='?', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
         '--resume',
         nargs='?',
         const='auto',
         default=None,
-        help='resume from CHECKPOINT, or without a value from the latest checkpoint in the work dir')
+        help='resume from CHECKPOINT, or without a value from the latest checkpoint in the work dir '
+        '(after CONFIG: tools/train.py CONFIG --resume)')
     parser.add_argument('--amp', action='store_true', default=False, help='enable automatic-mixed-precision training')
     parser.add_argument(
         '--cfg-options',
@@ -31,6 +33,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args()
+    if args.config is None:  # e.g. mmseg's order `--resume CONFIG`, where --resume takes no value
+        parser.error('the following arguments are required: config' + (
+            f' (--resume took {args.resume} as its checkpoint: put --resume after CONFIG)'
+            if args.resume not in (None, 'auto') and args.resume.endswith('.py') else ''))
+    if args.resume not in (None, 'auto') and not osp.isfile(args.resume):
+        parser.error(f'--resume {args.resume}: no such checkpoint (or give --resume no value: the latest '
+                     'checkpoint in the work dir)')
+    problem = config_problem(args.config)
+    if problem:
+        parser.error(problem)
     export_local_rank(args.local_rank)
     return args
 
@@ -61,8 +73,6 @@ def main() -> None:
         cfg.resume = True
         cfg.load_from = None
     elif args.resume is not None:
-        if not osp.isfile(args.resume):
-            raise FileNotFoundError(f'--resume {args.resume}: no such checkpoint')
         cfg.resume = True
         cfg.load_from = args.resume
     prepare_cfg(cfg, args.launcher)

@@ -60,7 +60,7 @@ def safe_torch_load(filename: str, map_location: Union[str, torch.device, None] 
         UnreadableCheckpointError: The file is empty, truncated or not a torch checkpoint.
     """
     try:
-        return _without_config_code(torch.load(filename, map_location=map_location, weights_only=True))
+        return _as_loaded(torch.load(filename, map_location=map_location, weights_only=True))
     except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
         refusal = _refusal(filename, err)
         if refusal is None:
@@ -93,6 +93,18 @@ def _refusal(filename: str, err: Exception) -> Optional[Exception]:
         'copy it again, or point at the right file. (A checkpoint you trust that torch\'s safe loader '
         'cannot parse can be re-saved with `python tools/sanitize_checkpoint.py IN OUT --trust`.) '
         f'torch said: {type(err).__name__}: {said}')
+
+
+def _as_loaded(checkpoint: Any) -> Any:
+    """What the safe loaders return: the checkpoint without ``meta['config']``
+    (:func:`_without_config_code`), its message hub's history rebuilt from the tensors
+    :class:`~mmperc.engine.SafeCheckpointHook` saved it as, so that a run resumed by any train
+    script keeps it, whether or not its config names the hook."""
+    from mmperc.engine import decode_message_hub  # mmperc.engine imports mmengine only
+    checkpoint = _without_config_code(checkpoint)
+    if isinstance(checkpoint, dict) and isinstance(checkpoint.get('message_hub'), dict):
+        checkpoint['message_hub'] = decode_message_hub(checkpoint['message_hub'])
+    return checkpoint
 
 
 def _without_config_code(checkpoint: Any) -> Any:
@@ -144,7 +156,7 @@ def safe_load_url(url: str,
         if refusal is None:
             raise
         raise refusal from err
-    return _without_config_code(checkpoint)
+    return _as_loaded(checkpoint)
 
 
 mmengine_checkpoint.load_url = safe_load_url

@@ -1,4 +1,5 @@
 """Prepare an mmengine config for the machine it runs on (CPU/GPU, single/distributed)."""
+import datetime
 import os
 from typing import Optional
 
@@ -54,7 +55,11 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     if launcher != 'pytorch':
         raise ValueError(f'launcher {launcher!r} without CUDA is not supported: use --launcher pytorch (torchrun)')
     if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
+        # the rest of env_cfg.dist_cfg as mmengine's init_dist passes it (timeout in seconds)
+        kwargs = {k: v for k, v in cfg.env_cfg.dist_cfg.items() if k != 'backend'}
+        if kwargs.get('timeout') is not None:
+            kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+        dist.init_process_group(backend=backend, **kwargs)
     wrapper = dict(cfg.get('model_wrapper_cfg', None) or {})
     wrapper.setdefault('type', 'MMDistributedDataParallel')
     wrapper.setdefault('broadcast_buffers', False)

@@ -1,10 +1,30 @@
-"""What the tools change in a config for their options: ``--out``, and the teacher's config path."""
+"""What the tools check and change for their arguments: the config and checkpoint paths, ``--out``,
+and the teacher's config path."""
 import inspect
+import os
 import os.path as osp
-from typing import List, Union
+from typing import List, Optional, Union
 
 from mmengine.config import Config
 from mmseg.registry import METRICS
+
+
+def config_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be a tool's config, naming the fix (None if it can)."""
+    if '::' in path:
+        return (f'{path}: a package config is read only through _base_; train your own config file holding '
+                f"_base_ = ['{path}']")
+    if not osp.isfile(path):
+        return f'config {path} not found (a relative path is read from the current directory, {os.getcwd()})'
+    return None
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be loaded as a checkpoint, naming the fix (None if it can, or is a URL)."""
+    if '://' in path or osp.isfile(path):
+        return None
+    return (f'checkpoint {path} not found: pass one written by tools/train.py (WORK_DIR/iter_N.pth; '
+            'WORK_DIR/last_checkpoint names the latest) or a URL')
 
 
 def _init_params(metric_type: Union[str, type]) -> List[str]:

@@ -80,3 +80,27 @@ def test_resume_equivalence(tmp_path):
         torch.testing.assert_close(resumed['state_dict'][key], value, rtol=1e-6, atol=1e-7, msg=key)
     lr = [g['lr'] for g in straight['optimizer']['param_groups']]
     assert lr == [g['lr'] for g in resumed['optimizer']['param_groups']]
+
+
+@pytest.mark.parametrize('script,tool,args', [
+    ('slurm_train.sh', 'train', ['cfg.py', '--work-dir', 'a dir']),
+    ('slurm_test.sh', 'test', ['cfg.py', 'ckpt.pth', '--out', 'preds']),
+])
+def test_slurm_scripts_srun_the_tool(tmp_path, script, tool, args):
+    """srun gets the partition, the GPU layout and the tool with its arguments (spaces kept) and
+    ``--launcher slurm``; too few arguments are a usage error. A fake srun prints what it got."""
+    srun = tmp_path / 'srun'
+    srun.write_text('#!/usr/bin/env bash\nprintf "[%s]" "$@"\n')
+    srun.chmod(0o755)
+    env = dict(os.environ, PATH=f'{tmp_path}{os.pathsep}{os.environ["PATH"]}', GPUS='16', GPUS_PER_NODE='8',
+               SRUN_ARGS='--exclusive --time=1', PYTHON='py')
+    result = subprocess.run(['bash', f'tools/{script}', 'part', 'job', *args], cwd=ROOT, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        '[-p][part][--job-name=job][--gres=gpu:8][--ntasks=16][--ntasks-per-node=8][--cpus-per-task=5]'
+        '[--kill-on-bad-exit=1][--exclusive][--time=1][py][-u]'
+        f'[{ROOT}/tools/{tool}.py]' + ''.join(f'[{a}]' for a in args) + '[--launcher][slurm]')
+    short = subprocess.run(['bash', f'tools/{script}', 'part', 'job', *args[:len(args) - 3]], cwd=ROOT, env=env,
+                           capture_output=True, text=True)
+    assert short.returncode == 2 and 'usage' in short.stderr

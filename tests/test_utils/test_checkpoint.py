@@ -85,7 +85,11 @@ def test_encoded_message_hub_is_safe_and_round_trips(tmp_path):
     path = tmp_path / 'safe.pth'
     torch.save({'message_hub': encode_message_hub(state)}, path)
     assert torch.serialization.get_unsafe_globals_in_checkpoint(str(path)) == []
-    loaded = decode_message_hub(_load_checkpoint(str(path), map_location='cpu')['message_hub'])
+    # decoded by the loader itself: resumed by a train script whose config lacks the hook, the
+    # history is kept (mmengine skipped every encoded entry with a warning); the hook's own decode
+    # of what is already decoded changes nothing
+    loaded = _load_checkpoint(str(path), map_location='cpu')['message_hub']
+    assert decode_message_hub(loaded) == loaded
     for key, buffer in state['log_scalars'].items():
         restored = loaded['log_scalars'][key]
         assert isinstance(restored, HistoryBuffer)

@@ -1,4 +1,5 @@
-"""mmperc.utils.runtime: process-group teardown at the end of tools/train.py and tools/test.py."""
+"""mmperc.utils.runtime: the CPU process group and its teardown at the end of tools/train.py and tools/test.py."""
+import os
 
 
 def test_shutdown_distributed_destroys_the_group(tmp_path):
@@ -28,3 +29,29 @@ def test_gloo_on_gpus_is_left_to_mmengines_launcher(monkeypatch):
     setup_distributed(cfg, 'pytorch')
     assert cfg.env_cfg.dist_cfg.backend == 'gloo'
     assert not dist.is_initialized() and 'model_wrapper_cfg' not in cfg
+
+
+def test_cpu_process_group_takes_the_configs_dist_cfg(tmp_path, monkeypatch):
+    """env_cfg.dist_cfg's other keys (timeout in seconds, as mmengine's init_dist reads it) reach
+    the gloo group made on CPUs, not only the backend."""
+    import datetime
+
+    import torch
+    import torch.distributed as dist
+    from mmengine.config import Config
+
+    from mmperc.utils import setup_distributed, shutdown_distributed
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for var, value in (('MASTER_ADDR', '127.0.0.1'), ('RANK', '0'), ('WORLD_SIZE', '1')):
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv('MASTER_PORT', str(29500 + os.getpid() % 1000))
+    seen = {}
+    init = dist.init_process_group
+    monkeypatch.setattr(dist, 'init_process_group', lambda **kw: (seen.update(kw), init(**kw)))
+    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl', timeout=42))))
+    try:
+        setup_distributed(cfg, 'pytorch')
+        assert seen == dict(backend='gloo', timeout=datetime.timedelta(seconds=42))
+        assert dist.is_initialized() and cfg.model_wrapper_cfg.device_ids is None
+    finally:
+        shutdown_distributed()
