@@ -3,6 +3,10 @@
 # (TOOL: train or test; tools/slurm_train.sh and tools/slurm_test.sh call it).
 # GPUS (total, default 8), GPUS_PER_NODE (default 8), CPUS_PER_TASK (default 5), SRUN_ARGS, PYTHON.
 set -euo pipefail
+if [ $# -lt 3 ]; then
+    echo "usage: $0 TOOL PARTITION JOB_NAME [TOOL's args...]" >&2
+    exit 2
+fi
 TOOL=$1
 PARTITION=$2
 JOB_NAME=$3

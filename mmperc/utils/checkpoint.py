@@ -72,7 +72,8 @@ def _refusal(filename: str, err: Exception) -> Optional[Exception]:
     """The error for a file ``torch.load(weights_only=True)`` failed on: unsafe (naming what it
     pickles) or unreadable; None for an error of another kind (e.g. a CUDA ``map_location``)."""
     lines = [line for line in str(err).splitlines() if line.strip()]
-    if isinstance(err, RuntimeError) and not any('PytorchStreamReader' in line for line in lines):
+    truncated = ('PytorchStreamReader', 'unexpected EOF')  # a zip / a legacy-format file cut short
+    if isinstance(err, RuntimeError) and not any(t in line for t in truncated for line in lines):
         return None
     try:
         found = torch.serialization.get_unsafe_globals_in_checkpoint(filename)
@@ -86,13 +87,16 @@ def _refusal(filename: str, err: Exception) -> Optional[Exception]:
             "written by mmperc's tools load safely; if you trust this file, re-save it with "
             '`python tools/sanitize_checkpoint.py IN OUT --trust`.\n'
             f'torch said: {said or lines[0]}')
-    said = next((line for line in lines if 'Unsupported operand' in line), lines[0] if lines else 'end of file')
+    said = next((line for line in lines if 'Unsupported operand' in line), None)
+    if said:  # a pickle opcode the safe loader does not read
+        why = ('torch\'s safe loader cannot parse it: another kind of file (an HTML error page, a git-lfs '
+               'pointer?), or a checkpoint pickled with protocol 4 or 5. Download or copy it again, or, if it is '
+               'a checkpoint you trust, re-save it with `python tools/sanitize_checkpoint.py IN OUT --trust`.')
+    else:
+        said = lines[0] if lines else 'end of file'
+        why = 'it is empty or truncated (an interrupted download or copy?): download or copy it again.'
     return UnreadableCheckpointError(
-        f'{filename} could not be read as a torch checkpoint: it is empty, truncated or another '
-        'kind of file (an interrupted download, an HTML error page, a git-lfs pointer?): download or '
-        'copy it again, or point at the right file. (A checkpoint you trust that torch\'s safe loader '
-        'cannot parse can be re-saved with `python tools/sanitize_checkpoint.py IN OUT --trust`.) '
-        f'torch said: {type(err).__name__}: {said}')
+        f'{filename} could not be read as a torch checkpoint: {why} torch said: {type(err).__name__}: {said}')
 
 
 def _as_loaded(checkpoint: Any) -> Any:

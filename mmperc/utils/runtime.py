@@ -56,7 +56,7 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
         raise ValueError(f'launcher {launcher!r} without CUDA is not supported: use --launcher pytorch (torchrun)')
     if not dist.is_initialized():
         # the rest of env_cfg.dist_cfg as mmengine's init_dist passes it (timeout in seconds)
-        kwargs = {k: v for k, v in cfg.env_cfg.dist_cfg.items() if k != 'backend'}
+        kwargs = {k: v for k, v in cfg.env_cfg.dist_cfg.items() if k not in ('backend', 'init_backend')}
         if kwargs.get('timeout') is not None:
             kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
         dist.init_process_group(backend=backend, **kwargs)

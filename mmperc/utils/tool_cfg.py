@@ -11,7 +11,7 @@ from mmseg.registry import METRICS
 
 def config_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be a tool's config, naming the fix (None if it can)."""
-    if '::' in path:
+    if '::' in path and not osp.isfile(path):
         return (f'{path}: a package config is read only through _base_; train your own config file holding '
                 f"_base_ = ['{path}']")
     if not osp.isfile(path):

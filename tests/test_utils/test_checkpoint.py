@@ -65,15 +65,19 @@ def test_legacy_format_payload_is_refused_naming_the_global(tmp_path):
         safe_torch_load(str(path))
 
 
-@pytest.mark.parametrize('content', [b'', b'<html>404 Not Found</html>', 'truncated'])
-def test_unreadable_files_are_not_called_unsafe(tmp_path, content):
-    """An empty file, an HTML page or a truncated zip is not a checkpoint: say so, not 'unsafe'."""
+@pytest.mark.parametrize('content,why', [
+    (b'', 'empty or truncated'), (b'<html>404 Not Found</html>', 'HTML error page.*protocol 4 or 5'),
+    ('truncated', 'empty or truncated'), ('truncated legacy', 'empty or truncated')])
+def test_unreadable_files_are_not_called_unsafe(tmp_path, content, why):
+    """An empty file, an HTML page or a truncated zip or legacy-format file is not a checkpoint:
+    say so, not 'unsafe'."""
     path = tmp_path / 'bad.pth'
-    if content == 'truncated':
-        torch.save({'state_dict': {'w': torch.ones(1000)}}, path)
-        content = path.read_bytes()[:300]
+    if isinstance(content, str):  # a real checkpoint cut short
+        torch.save({'state_dict': {'w': torch.ones(1000)}}, path,
+                   _use_new_zipfile_serialization='legacy' not in content)
+        content = path.read_bytes()[:600]
     path.write_bytes(content)
-    with pytest.raises(UnreadableCheckpointError, match='could not be read as a torch checkpoint') as info:
+    with pytest.raises(UnreadableCheckpointError, match=f'could not be read as a torch checkpoint: .*{why}') as info:
         safe_torch_load(str(path))
     assert 'allow-list' not in str(info.value)
     with pytest.raises(UnreadableCheckpointError):

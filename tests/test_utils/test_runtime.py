@@ -33,7 +33,7 @@ def test_gloo_on_gpus_is_left_to_mmengines_launcher(monkeypatch):
 
 def test_cpu_process_group_takes_the_configs_dist_cfg(tmp_path, monkeypatch):
     """env_cfg.dist_cfg's other keys (timeout in seconds, as mmengine's init_dist reads it) reach
-    the gloo group made on CPUs, not only the backend."""
+    the gloo group made on CPUs, not only the backend; init_backend is mmengine's, not torch's."""
     import datetime
 
     import torch
@@ -48,7 +48,7 @@ def test_cpu_process_group_takes_the_configs_dist_cfg(tmp_path, monkeypatch):
     seen = {}
     init = dist.init_process_group
     monkeypatch.setattr(dist, 'init_process_group', lambda **kw: (seen.update(kw), init(**kw)))
-    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl', timeout=42))))
+    cfg = Config(dict(env_cfg=dict(dist_cfg=dict(backend='nccl', timeout=42, init_backend='torch'))))
     try:
         setup_distributed(cfg, 'pytorch')
         assert seen == dict(backend='gloo', timeout=datetime.timedelta(seconds=42))

@@ -310,8 +310,13 @@ class RandomPerceptualLoss(nn.Module):
 
     def check_activations(self, channels: int, float_target: bool = True) -> None:
         """Raise ``ValueError`` naming the fix if an activation is constant over ``channels``
-        (a softmax over one channel), before any step: for the prediction, and for a float
-        target (a teacher's logits) when ``float_target``."""
+        (a softmax over one channel), before any step.
+
+        Args:
+            channels (int): Channels of the prediction (and of a float target).
+            float_target (bool): Also check ``target_activation`` (the target is float maps,
+                e.g. a teacher's logits, not labels). Defaults to True.
+        """
         _check_activation(channels, self.pred_activation, 'pred_activation')
         if float_target:
             _check_activation(channels, self.target_activation, 'target_activation')

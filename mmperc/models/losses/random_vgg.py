@@ -241,6 +241,9 @@ class RandomVGG(nn.Module):
             self.materialize(maps.shape[1], device=maps.source.device)
         self.check_input(maps)
         source = maps.source
+        if self._weights[0].device != source.device:  # a copy that .to() never moved (DataParallel, FSDP)
+            self._weights = [w.to(source.device) for w in self._weights]
+            self._relayout()
         plan = self._plan(maps.dtype, source.device, self.num_blocks if num_blocks is None else num_blocks)
         pad = self.kernel_size // 2
         if source.requires_grad and torch.is_grad_enabled():

@@ -144,7 +144,7 @@ class PerceptualDistillSegmentor(EncoderDecoder):
                 raise ValueError(
                     f'model.{key} is named {loss.loss_name!r} like a loss of {taken[loss.loss_name]}, '
                     f'which it would silently replace: drop that loss from {taken[loss.loss_name]} '
-                    f'(model.{key} is the teacher\'s term) or set model.{key}.loss_name')
+                    f'(model.{key} computes it on the same logits) or set model.{key}.loss_name')
             taken[loss.loss_name] = f'model.{key}'
 
     @staticmethod

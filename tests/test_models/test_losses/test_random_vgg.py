@@ -185,6 +185,17 @@ def test_weights_channels_last_on_cpu_only():
     assert all(w.is_contiguous() for w in moved.weights())
 
 
+def test_weights_follow_the_inputs_device(monkeypatch):
+    """Plain tensors are moved by .to() like buffers; a copy that .to() never saw (DataParallel's
+    replicas, FSDP's device_id) moves them on its first call instead of failing on a device mismatch.
+    The other device here is 'meta' (torch has no autocast state for it, so none is asked)."""
+    monkeypatch.setattr(torch, 'is_autocast_enabled', lambda *args: False)
+    net = RandomVGG(in_channels=3, num_convs=(1, 1), channels=(4, 8))
+    out = net(torch.empty(1, 3, 8, 8, device='meta'))
+    assert out[-1].device.type == 'meta' and all(w.device.type == 'meta' for w in net.weights())
+    assert all(w.is_contiguous() for w in net.weights())  # NCHW off the CPU
+
+
 @pytest.mark.parametrize('downsample', ['maxpool', 'avgpool', 'conv'])
 def test_backward_keeps_masks_and_pooling_indices_only(downsample):
     """Only bool masks and max pooling's int64 argmax are kept: a byte per ReLU output (autograd:
