@@ -1,4 +1,4 @@
 """Engine components (hooks)."""
-from .hooks import SafeCheckpointHook, decode_message_hub, encode_message_hub
+from .hooks import SafeCheckpointHook, SyncBuffersEveryIterHook, decode_message_hub, encode_message_hub
 
-__all__ = ['SafeCheckpointHook', 'decode_message_hub', 'encode_message_hub']
+__all__ = ['SafeCheckpointHook', 'SyncBuffersEveryIterHook', 'decode_message_hub', 'encode_message_hub']

@@ -27,12 +27,17 @@ def default_dist_backend() -> str:
     return os.environ.get('MMPERC_DIST_BACKEND') or ('nccl' if torch.cuda.is_available() else 'gloo')
 
 
+def add_custom_hook(cfg: Config, hook_type: str) -> None:
+    """Append ``dict(type=hook_type)`` (one of mmperc's hooks) to ``custom_hooks`` once."""
+    hooks = list(cfg.get('custom_hooks', None) or [])
+    if not any(h.get('type') in (hook_type, f'mmperc.{hook_type}') for h in hooks):
+        hooks.append(dict(type=hook_type))
+    cfg.custom_hooks = hooks
+
+
 def add_safe_checkpoint_hook(cfg: Config) -> None:
     """Append :class:`~mmperc.engine.SafeCheckpointHook` to ``custom_hooks`` once."""
-    hooks = list(cfg.get('custom_hooks', None) or [])
-    if not any(h.get('type') in (SAFE_CHECKPOINT_HOOK, f'mmperc.{SAFE_CHECKPOINT_HOOK}') for h in hooks):
-        hooks.append(dict(type=SAFE_CHECKPOINT_HOOK))
-    cfg.custom_hooks = hooks
+    add_custom_hook(cfg, SAFE_CHECKPOINT_HOOK)
 
 
 def setup_distributed(cfg: Config, launcher: str) -> None:
@@ -41,7 +46,9 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     mmengine 0.10's launcher calls ``torch.cuda.set_device`` and its DDP
     wrapper passes ``device_ids``; both fail without CUDA. Without CUDA this
     initialises a gloo process group itself (mmengine then skips its own
-    initialisation) and wraps the model in DDP without ``device_ids``. With CUDA it only sets
+    initialisation), wraps the model in DDP without ``device_ids`` and adds
+    :class:`~mmperc.engine.SyncBuffersEveryIterHook` (BN, which stands in for SyncBN, keeps
+    the same running statistics on every rank). With CUDA it only sets
     the backend (``MMPERC_DIST_BACKEND`` may ask for gloo on GPUs): mmengine's launcher then puts
     each rank on its own GPU (``LOCAL_RANK``), which a process group made here would skip,
     leaving every rank on GPU 0.
@@ -66,6 +73,7 @@ def setup_distributed(cfg: Config, launcher: str) -> None:
     wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+    add_custom_hook(cfg, 'SyncBuffersEveryIterHook')  # BN for SyncBN: the same running statistics on every rank
     print_log(f'No CUDA: distributed run on {backend} over {dist.get_world_size()} CPU processes.',
               logger='current')
 

@@ -41,11 +41,13 @@ def test_two_process_gloo_train_then_test(tmp_path, teacher_ckpt):
     assert re.search(r'loss network digest \w+ identical on 2 ranks', out)
     logged = [s for s in scalars(tmp_path / 'work') if 'decode.loss_perc' in s]
     assert [s['iter'] for s in logged] == [1, 2]
-    assert any('mIoU' in s for s in scalars(tmp_path / 'work'))
+    validated = [s['mIoU'] for s in scalars(tmp_path / 'work') if 'mIoU' in s]
     ckpt = tmp_path / 'work' / 'iter_2.pth'
     assert not [k for k in torch.load(ckpt, weights_only=True)['state_dict'] if k.startswith('module.')]
     out = run_script('tools/dist_test.sh', tmp_path / 'perc.py', ckpt, 2, '--work-dir', tmp_path / 'test')
-    assert 0 <= miou(out) <= 100
+    # the checkpoint's score is the one logged in training: BN (for SyncBN) keeps the same running
+    # statistics on both ranks (each rank used its own, and the checkpoint held rank 0's: 3.22 vs 3.39)
+    assert 0 <= miou(out) <= 100 and validated and miou(out) == pytest.approx(validated[-1], abs=1e-6)
 
 
 def test_resume_equivalence(tmp_path):
