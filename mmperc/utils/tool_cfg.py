@@ -46,7 +46,9 @@ def save_predictions_to(cfg: Config, out: str) -> None:
     writers = [m for m in metrics if 'output_dir' in _init_params(m.get('type'))]
     if not writers:
         raise ValueError(f'--out: no metric of test_evaluator ({[m.get("type") for m in metrics]}) writes '
-                         "predictions (output_dir): add dict(type='IoUMetric') to test_evaluator")
+                         "segmentation maps (output_dir): for an mmseg config add dict(type='IoUMetric') to "
+                         "test_evaluator; for other tasks (mmdet's CondInst) use that codebase's own test "
+                         'script, whose --out dumps its results')
     for metric in writers:
         metric['output_dir'] = out
         metric['keep_results'] = True

@@ -20,6 +20,8 @@ def test_out_goes_to_the_metrics_that_write_predictions():
     assert single.test_evaluator.output_dir == 'preds'
     with pytest.raises(ValueError, match="add dict\\(type='IoUMetric'\\)"):
         save_predictions_to(Config(dict(test_evaluator=[dict(type='BoundaryFScore')])), 'preds')
+    with pytest.raises(ValueError, match="mmdet's CondInst.*own test script"):  # not an mmseg metric at all
+        save_predictions_to(Config(dict(test_evaluator=dict(type='CocoMetric'))), 'preds')
 
 
 def _student(tmp_path, teacher_path: str) -> Config:
