@@ -18,6 +18,7 @@ more. Then the training step overhead of the perceptual term on PSPNet-R18. Runs
 """
 import argparse
 import contextlib
+import copy
 import gc
 import os
 import statistics
@@ -146,21 +147,28 @@ def upsampled(logits: torch.Tensor, size: int) -> torch.Tensor:
 def from_head_logits(loss: RandomPerceptualLoss, ref: nn.Sequential, classes: int, size: int, batch: int,
                      device: str, labels: Optional[torch.Tensor] = None):
     """Both sides from a decode head's 1/8-resolution logits, each resized as it is used: the
-    reference resizes them as they come (NCHW, its faster layout: channels-last inputs measured
-    slower for it); mmperc as :class:`PerceptualDistillSegmentor` does, in
-    ``loss.memory_format`` (the small logits transposed, the resized ones come out in it). With
-    ``labels``, those are the target, as they come."""
+    reference resizes them as they come (NCHW, PyTorch's default layout); mmperc as
+    :class:`PerceptualDistillSegmentor` does, in ``loss.memory_format`` (the small logits
+    transposed, the resized ones come out in it). The third is the reference in channels-last
+    (its weights, ``ref_cl``, and its logits transposed as mmperc's are), the layout a user who
+    knows it would give it. With ``labels``, those are the target, as they come.
+
+    Returns:
+        tuple: The reference's, mmperc's and the channels-last reference's loss functions.
+    """
     small = -(-size // 8)
     pred = torch.randn(batch, classes, small, small, device=device, requires_grad=True)
     target = torch.randn(batch, classes, small, small, device=device) if labels is None else None
     layout = loss.memory_format(device)
+    ref_cl = copy.deepcopy(ref).to(memory_format=torch.channels_last)
 
-    def ours() -> torch.Tensor:
-        return loss(upsampled(pred.contiguous(memory_format=layout), size),
-                    upsampled(target.contiguous(memory_format=layout), size) if labels is None else labels)
+    def in_layout(call: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                  fmt: torch.memory_format) -> Callable[[], torch.Tensor]:
+        return lambda: call(upsampled(pred.contiguous(memory_format=fmt), size),
+                            upsampled(target.contiguous(memory_format=fmt), size) if labels is None else labels)
 
-    return lambda: reference_loss(ref, upsampled(pred, size),
-                                  upsampled(target, size) if labels is None else labels), ours
+    return (in_layout(lambda p, t: reference_loss(ref, p, t), torch.contiguous_format), in_layout(loss, layout),
+            in_layout(lambda p, t: reference_loss(ref_cl, p, t), torch.channels_last))
 
 
 def _same(a: List[float], b: List[float]) -> bool:
@@ -202,8 +210,9 @@ def bench_loss(settings, device: str, batch: int, repeats: int, labels: bool = F
     for num_convs, classes, size in settings:
         pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, device, labels)
         ref_fn, our_fn = lambda: reference_loss(ref, pred, target), lambda: loss(pred, target)
-        ref_head, our_head = from_head_logits(loss, ref, classes, size, batch, device, target if labels else None)
-        fns = dict(ref=ref_fn, ours=our_fn, ref_head=ref_head, our_head=our_head)
+        ref_head, our_head, ref_cl_head = from_head_logits(loss, ref, classes, size, batch, device,
+                                                           target if labels else None)
+        fns = dict(ref=ref_fn, ours=our_fn, ref_head=ref_head, our_head=our_head, ref_cl_head=ref_cl_head)
         times, values = timed_fwd_bwd(fns, device, repeats)
         values = compared_values(fns, device, values)
         m_ref, m_our = (cuda_peak_mib(ref_fn), cuda_peak_mib(our_fn)) if device == 'cuda' else (nan, nan)
@@ -212,10 +221,12 @@ def bench_loss(settings, device: str, batch: int, repeats: int, labels: bool = F
                          ref_ms=statistics.median(times['ref']), our_ms=statistics.median(times['ours']),
                          speedup=median_ratio(times, 'ref', 'ours'),
                          head_speedup=median_ratio(times, 'ref_head', 'our_head'),
+                         head_speedup_cl=median_ratio(times, 'ref_cl_head', 'our_head'),
                          ref_mib=m_ref, our_mib=m_our,
                          memory=m_our / m_ref if m_ref else nan, saved=s_our / s_ref,
                          same_value=_same(values['ours'], values['ref'])
-                         and _same(values['our_head'], values['ref_head'])))
+                         and _same(values['our_head'], values['ref_head'])
+                         and _same(values['ref_cl_head'], values['ref_head'])))
         if on_row is not None:
             on_row(rows[-1])
     return rows
@@ -224,7 +235,7 @@ def bench_loss(settings, device: str, batch: int, repeats: int, labels: bool = F
 def print_row(r: Dict) -> None:
     """One line of the loss table."""
     print(f'{r["structure"]:<18}{r["classes"]:>4}{r["size"]:>6}{r["ref_ms"]:>9.1f}{r["our_ms"]:>9.1f}'
-          f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x'
+          f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x{r["head_speedup_cl"]:>8.2f}x'
           + (f'{r["kept"]:>6.2f}x' if 'kept' in r else f'{"-":>7}')
           + f'{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
           f'  {r["same_value"]}', flush=True)
@@ -531,7 +542,7 @@ def main() -> None:
     print('\n1. Loss forward+backward: mmperc vs reference (same weights, float32), target: '
           + ('ground-truth labels (the reference: F.one_hot)' if labels else "a teacher's logits (softmax)"))
     print(f'{"structure":<18}{"C":>4}{"size":>6}{"ref ms":>9}{"ours ms":>9}{"speedup":>9}{"from 1/8":>9}'
-          f'{"kept":>7}{"ref MiB":>9}{"ours MiB":>9}{"memory":>8}{"saved":>7}  same value')
+          f'{"CL ref":>9}{"kept":>7}{"ref MiB":>9}{"ours MiB":>9}{"memory":>8}{"saved":>7}  same value')
     # on CUDA each row is printed as it is measured (a time limit keeps those done); on the CPU
     # the rows wait for the memory and kept-memory columns of the child processes
     rows = bench_loss(settings, args.device, args.batch, args.repeats, labels,
@@ -549,7 +560,8 @@ def main() -> None:
           'speedup: both sides given the same NCHW maps at label size; from 1/8: both from 1/8-size head '
           'logits (label targets as they come), resized as each side uses them (mmperc as '
           'PerceptualDistillSegmentor does, in the layout loss.memory_format asks for; the reference NCHW, '
-          'its faster layout)'
+          "PyTorch's default); CL ref: from 1/8 against the reference in channels-last (weights and maps, "
+          'its logits transposed as mmperc\'s are), faster than NCHW for it with few classes'
           + ('; kept: speedup (same NCHW maps) in a child process whose allocator keeps freed memory '
              f'({" ".join(f"{k}={v}" for k, v in KEPT_MEMORY_ENV.items())}, as CUDA\'s caching allocator '
              "does): glibc's default returns large freed tensors to the OS, and "

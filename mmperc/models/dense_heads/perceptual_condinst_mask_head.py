@@ -61,9 +61,9 @@ class PerceptualCondInstMaskHead(CondInstMaskHead):
         for mask_pred, gt_instances, positive_info in zip(mask_preds, batch_gt_instances, positive_infos):
             mask_pred, targets, num_pos = self._get_targets_single(mask_pred, gt_instances, positive_info)
             total_pos += num_pos
-            if num_pos == 0 or targets is None:
+            if num_pos == 0 or targets is None:  # as mmdet: a zero without gradient (mask_pred is a stand-in)
                 zero = mask_pred.new_zeros(1).mean()
-                loss_mask, loss_perc = loss_mask + zero, loss_perc + zero * mask_pred.sum()
+                loss_mask, loss_perc = loss_mask + zero, loss_perc + zero
                 continue
             loss_mask = loss_mask + self.loss_mask(mask_pred, targets, reduction_override='none').sum()
             # per-instance mean of the embedding distance, summed like the Dice loss

@@ -35,6 +35,8 @@ class PixelwiseKDLoss(nn.Module):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f'temperature must be positive, but got {temperature}')
+        if not loss_name.startswith('loss_'):
+            raise ValueError(f"loss_name must start with 'loss_' to be back-propagated, got {loss_name!r}")
         self.temperature = float(temperature)
         self.loss_weight = loss_weight
         self._loss_name = loss_name

@@ -71,3 +71,27 @@ def test_train_two_iterations_and_load_into_base_config(data_root, tmp_path):
     base = quick_det_cfg(BASE, data_root)
     with DefaultScope.overwrite_default_scope('mmdet'):
         MODELS.build(base.model).load_state_dict(state_dict, strict=True)
+
+
+@pytest.mark.parametrize('empty', ['one', 'all'])
+def test_images_without_instances_as_mmdet(data_root, empty):
+    """An image without ground-truth instances adds 0 to both mask losses, as mmdet's own head does;
+    with positives elsewhere in the batch the perceptual term keeps its gradient, and a batch
+    without any gets the same value and gradients as mmdet's ``loss_mask`` (0, none)."""
+    from mmdet.registry import DATASETS, MODELS
+    cfg = quick_det_cfg(PERC, data_root)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        torch.manual_seed(0)
+        model = MODELS.build(cfg.model).train()
+        dataset = DATASETS.build(cfg.train_dataloader.dataset)
+    data = model.data_preprocessor(pseudo_collate([dataset[0], dataset[1]]), True)
+    samples = data['data_samples']
+    for sample in samples[:1] if empty == 'one' else samples:
+        sample.gt_instances = sample.gt_instances[torch.zeros(len(sample.gt_instances), dtype=torch.bool)]
+    losses = model.loss(data['inputs'], samples)
+    assert torch.is_tensor(losses['loss_perc']) and torch.isfinite(losses['loss_perc'])
+    if empty == 'one':
+        assert losses['loss_perc'] > 0 and losses['loss_perc'].requires_grad
+    else:
+        assert float(losses['loss_perc']) == 0 == float(losses['loss_mask'])
+        assert losses['loss_perc'].requires_grad == losses['loss_mask'].requires_grad

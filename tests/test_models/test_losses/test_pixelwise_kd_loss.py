@@ -26,5 +26,7 @@ def test_valid_mask_and_errors():
         loss(s, torch.randn(1, 3, 2, 2))
     with pytest.raises(ValueError):
         PixelwiseKDLoss(temperature=0)
+    with pytest.raises(ValueError, match="start with 'loss_'"):  # else logged but never back-propagated
+        PixelwiseKDLoss(loss_name='kd')
     with pytest.raises(ValueError, match='constant for one channel.*out_channels=2'):  # else 0, no gradient
         loss(torch.randn(1, 1, 4, 4), torch.randn(1, 1, 4, 4))
