@@ -1,9 +1,10 @@
 """Safe loading of mmengine checkpoints with ``torch.load(weights_only=True)`` (torch>=2.6):
 local files and URLs (``http(s)://``, ``open-mmlab://``, ``torchvision://``, ``mmcls://``)."""
 import codecs
+import contextlib
 import os.path as osp
 import pickle
-from typing import Any, List, Optional, Union
+from typing import Any, Iterator, List, Optional, Union
 from urllib.parse import urlparse
 
 import mmengine.runner.checkpoint as mmengine_checkpoint
@@ -59,8 +60,16 @@ def safe_torch_load(filename: str, map_location: Union[str, torch.device, None] 
         UnsafeCheckpointError: The file pickles objects outside the allow-list.
         UnreadableCheckpointError: The file is empty, truncated or not a torch checkpoint.
     """
-    try:
+    with _refused_as(filename):
         return _as_loaded(torch.load(filename, map_location=map_location, weights_only=True))
+
+
+@contextlib.contextmanager
+def _refused_as(filename: str) -> Iterator[None]:
+    """Re-raise what ``torch.load(weights_only=True)`` of ``filename`` failed with as
+    :func:`_refusal` explains it (other errors as they are)."""
+    try:
+        yield
     except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
         refusal = _refusal(filename, err)
         if refusal is None:
@@ -149,17 +158,12 @@ def safe_load_url(url: str,
         UnsafeCheckpointError: The file pickles objects outside the allow-list.
         UnreadableCheckpointError: The file is empty, truncated or not a torch checkpoint.
     """
-    try:
+    cached = osp.join(model_dir or osp.join(torch.hub.get_dir(), 'checkpoints'),
+                      file_name or osp.basename(urlparse(url).path))
+    with _refused_as(cached):
         checkpoint = torch.hub.load_state_dict_from_url(
             url, model_dir=model_dir, map_location=map_location, progress=progress, check_hash=check_hash,
             file_name=file_name, weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as err:
-        cached = osp.join(model_dir or osp.join(torch.hub.get_dir(), 'checkpoints'),
-                          file_name or osp.basename(urlparse(url).path))
-        refusal = _refusal(cached, err)
-        if refusal is None:
-            raise
-        raise refusal from err
     return _as_loaded(checkpoint)
 
 

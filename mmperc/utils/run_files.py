@@ -14,7 +14,8 @@ def last_checkpoint(run_dir: Union[str, Path]) -> Optional[str]:
     """The checkpoint of a run's latest training (mmengine's ``last_checkpoint`` file, if the file it
     names exists), else its highest ``iter_*.pth``, else None."""
     pointer = Path(run_dir) / 'last_checkpoint'
-    if pointer.is_file() and Path(pointer.read_text().strip()).is_file():
-        return pointer.read_text().strip()
+    named = pointer.read_text().strip() if pointer.is_file() else ''
+    if named and Path(named).is_file():
+        return named
     ckpts = iter_checkpoints(run_dir)
     return ckpts[-1] if ckpts else None

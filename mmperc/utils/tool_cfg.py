@@ -11,12 +11,12 @@ from mmseg.registry import METRICS
 
 def config_problem(path: str) -> Optional[str]:
     """Why ``path`` cannot be a tool's config, naming the fix (None if it can)."""
-    if '::' in path and not osp.isfile(path):
+    if osp.isfile(path):
+        return None
+    if '::' in path:
         return (f'{path}: a package config is read only through _base_; train your own config file holding '
                 f"_base_ = ['{path}']")
-    if not osp.isfile(path):
-        return f'config {path} not found (a relative path is read from the current directory, {os.getcwd()})'
-    return None
+    return f'config {path} not found (a relative path is read from the current directory, {os.getcwd()})'
 
 
 def checkpoint_problem(path: str) -> Optional[str]:

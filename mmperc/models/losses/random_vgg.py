@@ -210,9 +210,13 @@ class RandomVGG(nn.Module):
 
     def _apply(self, fn: Callable, recurse: bool = True) -> 'RandomVGG':
         module = super()._apply(fn, recurse)
-        self._weights = [fn(w) for w in self._weights]  # as nn.Module does to its buffers
-        self._relayout()  # a move to another device may want another layout
+        self._move_weights(fn)  # as nn.Module does to its buffers
         return module
+
+    def _move_weights(self, fn: Callable[[Tensor], Tensor]) -> None:
+        """Apply ``fn`` (a move or cast) to the weights, then the layout of their new device."""
+        self._weights = [fn(w) for w in self._weights]
+        self._relayout()
 
     def weights(self) -> List[Tensor]:
         """The conv weights in generation order (biases are zero, Section 3.2)."""
@@ -242,8 +246,7 @@ class RandomVGG(nn.Module):
         self.check_input(maps)
         source = maps.source
         if self._weights[0].device != source.device:  # a copy that .to() never moved (DataParallel, FSDP)
-            self._weights = [w.to(source.device) for w in self._weights]
-            self._relayout()
+            self._move_weights(lambda w: w.to(source.device))
         plan = self._plan(maps.dtype, source.device, self.num_blocks if num_blocks is None else num_blocks)
         pad = self.kernel_size // 2
         if source.requires_grad and torch.is_grad_enabled():
