@@ -1,7 +1,15 @@
 """Install mmperc: ``pip install -e .`` (use tools/setup_env.sh on a CPU machine)."""
 import os.path as osp
+import warnings
 
 from setuptools import find_packages, setup
+
+try:  # the loss network's C++ Winograd transforms need torch at build time (--no-build-isolation)
+    from torch.utils.cpp_extension import BuildExtension, CppExtension
+except ImportError:
+    BuildExtension = CppExtension = None
+
+CSRC = osp.join('mmperc', 'models', 'losses', 'csrc')
 
 
 def get_version() -> str:
@@ -9,6 +17,35 @@ def get_version() -> str:
     with open(osp.join(osp.dirname(__file__), 'mmperc', 'version.py')) as f:
         exec(f.read(), scope)
     return scope['__version__']
+
+
+
+
+def get_ext_modules() -> list:
+    """mmperc.models.losses._winograd_f4 (CPU, OpenMP), when torch is importable."""
+    if CppExtension is None:
+        warnings.warn('torch is not importable while building mmperc: the C++ Winograd transforms are '
+                      'skipped (the loss falls back to its slower PyTorch path). Install torch first, '
+                      'then `pip install --no-build-isolation -e .`')
+        return []
+    return [
+        CppExtension(
+            'mmperc.models.losses._winograd_f4', [osp.join(CSRC, 'winograd_f4.cpp')],
+            include_dirs=[osp.abspath(CSRC)],
+            extra_compile_args=['-O3', '-fopenmp'],
+            extra_link_args=['-fopenmp'])
+    ]
+
+
+class OptionalBuildExt(BuildExtension if BuildExtension is not None else object):
+    """Build the extension, or warn and go on: mmperc works without it, only slower on the CPU."""
+
+    def build_extension(self, ext) -> None:
+        try:
+            super().build_extension(ext)
+        except Exception as e:  # no compiler, no OpenMP, ...: the pure PyTorch path stays
+            warnings.warn(f'building {ext.name} failed ({e}); mmperc runs without its C++ Winograd '
+                          'transforms (the loss is slower on the CPU)')
 
 
 setup(
@@ -34,5 +71,7 @@ setup(
     ],
     # `pip install -e .[cpu]` pins the verified CPU torch; tools/setup_env.sh does the whole CPU set-up.
     extras_require={'cpu': ['torch==2.13.0'], 'tests': ['pytest'], 'demo': ['matplotlib']},
+    ext_modules=get_ext_modules(),
+    cmdclass={'build_ext': OptionalBuildExt} if BuildExtension is not None else {},
     zip_safe=False,
 )

@@ -22,8 +22,8 @@ fail() {
     exit 1
 }
 
-# The stamp holds a hash of this script and setup.py: editing either re-runs the install steps.
-stamp_hash() { cat "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" 2>/dev/null | sha256sum | cut -c1-16; }
+# The stamp holds a hash of this script, setup.py and the C++ sources: editing one re-runs the install steps.
+stamp_hash() { cat "$ROOT/tools/setup_env.sh" "$ROOT/setup.py" "$ROOT"/mmperc/models/losses/csrc/* 2>/dev/null | sha256sum | cut -c1-16; }
 STAMP="$VENV/.mmperc-setup-$(stamp_hash)"
 if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import mmcv.ops, mmseg, mmdet, mmperc" 2>/dev/null; then
     say "environment up to date: $VENV"

@@ -10,10 +10,12 @@ from torch.autograd.function import once_differentiable
 from .class_maps import (ClassMaps, conv_input_grad, first_block_max_pool, first_block_max_pool_input_grad,
                          first_conv, first_conv_input_grad, memory_format)
 from .winograd import winograd_conv3x3
+from .winograd_f4 import winograd_f4_conv3x3, winograd_f4_input_grad
 
 
 Plan = Sequence[Tuple[str, Optional[Tensor], int]]
-_CONVS = ('conv', 'wino')  # a convolution (+ReLU); 'wino' carries its Winograd weight transform
+#: a convolution (+ReLU); 'wino' / 'wino4' carry a Winograd F(2x2, 3x3) / F(4x4, 3x3) weight transform
+_CONVS = ('conv', 'wino', 'wino4')
 
 
 def _feeds_max_pool(plan: Plan, i: int) -> bool:
@@ -53,6 +55,15 @@ def _max_unpool(grad: Tensor, indices: Tensor, positive: Tensor, shape: torch.Si
                                                            False, indices)
 
 
+def _conv(x: Tensor, op: str, weight: Tensor, stride: int, pad: int) -> Tensor:
+    """The convolution of a plan's ``op`` (``weight`` a Winograd transform for ``'wino'``/``'wino4'``)."""
+    if op == 'wino':
+        return winograd_conv3x3(x, weight)
+    if op == 'wino4':
+        return winograd_f4_conv3x3(x, weight)
+    return F.conv2d(x, weight, stride=stride, padding=pad)
+
+
 def run_plan(maps: ClassMaps, plan: Plan, pad: int,
              saved: Optional[List[Tensor]] = None) -> Tuple[List[Tensor], List[torch.Size]]:
     """Run ``plan`` on ``maps``: ``('conv', w, stride)`` (+ReLU), ``('max', None, 0)``,
@@ -74,7 +85,7 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
                 x = first_conv(maps, weight, stride, pad)
             else:
                 shapes.append(x.shape)
-                x = winograd_conv3x3(x, weight) if op == 'wino' else F.conv2d(x, weight, stride=stride, padding=pad)
+                x = _conv(x, op, weight, stride, pad)
             if not _feeds_max_pool(plan, i):  # else the ReLU runs after the pooling
                 x = x.relu_()
                 if saved is not None:
@@ -160,6 +171,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
                     grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad)
                 elif op == 'wino':
                     grad = winograd_conv3x3(grad, weight, transpose=True)
+                elif op == 'wino4':
+                    grad = winograd_f4_input_grad(grad, weight)
                 else:  # the gradient dtype follows the forward's (bf16 under autocast)
                     grad = conv_input_grad(shape, weight, grad, stride, ctx.pad)
                 owned = True

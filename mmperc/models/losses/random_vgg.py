@@ -8,6 +8,7 @@ from torch import Tensor
 
 from .class_maps import ClassMaps
 from .embed_function import FrozenVGGEmbed, run_plan
+from . import winograd_f4
 from .winograd import MIN_CHANNELS, transform_weight
 
 InitType = Union[str, Dict]
@@ -147,7 +148,7 @@ class RandomVGG(nn.Module):
         self.init = init
         self.seed = int(seed)
         self.winograd = bool(winograd)
-        self._transforms: Dict[int, Tensor] = {}  # Winograd weight transforms, by weight index
+        self._transforms: Dict[Tuple[int, str], Tensor] = {}  # Winograd weight transforms, by weight and op
         self.in_channels: Optional[int] = None
         self._weights: List[Tensor] = []
         if in_channels is not None:
@@ -257,19 +258,20 @@ class RandomVGG(nn.Module):
     def _plan(self, dtype: torch.dtype, device: torch.device,
               num_blocks: int) -> List[Tuple[str, Optional[Tensor], int]]:
         """The ops of the first ``num_blocks`` blocks for an input of ``dtype`` on ``device``:
-        ``(op, weight, stride)``, ``('wino', transform, 1)`` for a Winograd convolution,
-        ``'out'`` per block."""
+        ``(op, weight, stride)``, ``('wino4', transform, 1)`` / ``('wino', transform, 1)`` for a
+        Winograd F(4x4, 3x3) / F(2x2, 3x3) convolution, ``'out'`` per block."""
         weights = iter(enumerate(self.weights()))
         plan: List[Tuple[str, Optional[Tensor], int]] = []
         fast = self.winograd and self.kernel_size == 3 and device.type == 'cpu' \
             and dtype == torch.float32 and not torch.is_autocast_enabled('cpu')
-        for n in self.num_convs[:num_blocks]:
+        for block, n in enumerate(self.num_convs[:num_blocks]):
             for _ in range(n):
                 i, weight = next(weights)
-                if fast and i > 0 and weight.dtype == dtype and min(weight.shape[:2]) >= MIN_CHANNELS:
-                    plan.append(('wino', self._transform(i), 1))
-                else:
+                op = self._winograd_op(weight, block) if fast and weight.dtype == dtype else None
+                if op is None:
                     plan.append(('conv', self._cast(weight, dtype, device), 1))
+                else:
+                    plan.append((op, self._transform(i, op), 1))
             if self.downsample == 'conv':
                 plan.append(('conv', self._cast(next(weights)[1], dtype, device), 2))
             else:
@@ -277,11 +279,26 @@ class RandomVGG(nn.Module):
             plan.append(('out', None, 0))
         return plan
 
-    def _transform(self, i: int) -> Tensor:
-        """The Winograd transform of weight ``i``, made on first use."""
-        if i not in self._transforms:
-            self._transforms[i] = transform_weight(self._weights[i])
-        return self._transforms[i]
+    @staticmethod
+    def _winograd_op(weight: Tensor, block: int) -> Optional[str]:
+        """``'wino4'``, ``'wino'`` or None (direct) for a float32 CPU weight of ``block``.
+
+        F(4x4, 3x3) (its C++ transforms built) from :data:`winograd_f4.MIN_CHANNELS` channels in
+        and out, else F(2x2, 3x3) from :data:`MIN_CHANNELS`; never in the first block, whose
+        convolutions run a band of rows at a time with its pooling (``embed_function``)."""
+        channels = min(weight.shape[:2])
+        if block == 0:
+            return None
+        if winograd_f4.available() and channels >= winograd_f4.MIN_CHANNELS:
+            return 'wino4'
+        return 'wino' if channels >= MIN_CHANNELS else None
+
+    def _transform(self, i: int, op: str) -> Tensor:
+        """The Winograd transform (``op``) of weight ``i``, made on first use."""
+        if (i, op) not in self._transforms:
+            make = winograd_f4.transform_weight if op == 'wino4' else transform_weight
+            self._transforms[(i, op)] = make(self._weights[i])
+        return self._transforms[(i, op)]
 
     @staticmethod
     def _cast(weight: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 from torch.nn.grad import conv2d_input
 
 from mmperc.models import RandomVGG
+from mmperc.models.losses import winograd_f4
 from mmperc.models.losses.winograd import MIN_CHANNELS, transform_weight, winograd_conv3x3
 
 
@@ -58,7 +59,13 @@ def _net(**kwargs) -> RandomVGG:
     return RandomVGG(in_channels=3, num_convs=(1, 2), channels=(8, MIN_CHANNELS), **kwargs)
 
 
-def test_plan_uses_winograd_where_it_pays_only():
+@pytest.fixture
+def without_f4(monkeypatch):
+    """F(2x2, 3x3) is the loss network's Winograd where F(4x4, 3x3)'s C++ transforms are not built."""
+    monkeypatch.setattr(winograd_f4, '_ext', None)
+
+
+def test_plan_uses_winograd_where_it_pays_only(without_f4):
     """Only convolutions with >= MIN_CHANNELS in and out, never the first, on the CPU in float32."""
     net = _net()
     ops = [op for op, _, _ in net._plan(torch.float32, torch.device('cpu'), 2)]
@@ -69,7 +76,7 @@ def test_plan_uses_winograd_where_it_pays_only():
     assert [op for op, _, _ in _net(winograd=False)._plan(torch.float32, torch.device('cpu'), 2)].count('wino') == 0
 
 
-def test_winograd_network_matches_direct_and_keeps_no_state():
+def test_winograd_network_matches_direct_and_keeps_no_state(without_f4):
     """Features and input gradient within float32 rounding of the direct network; the weight
     transforms are made once, are not in the state dict and are dropped on a move."""
     fast, direct = _net(), _net(winograd=False)

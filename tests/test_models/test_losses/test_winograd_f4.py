@@ -1,0 +1,164 @@
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.nn.grad import conv2d_input
+
+from mmperc.models import RandomVGG
+from mmperc.models.losses import winograd_f4
+from mmperc.models.losses.winograd_f4 import (_matrices, tile_transforms_source, transform_weight,
+                                              winograd_f4_conv3x3, winograd_f4_input_grad)
+
+needs_ext = pytest.mark.skipif(not winograd_f4.available(), reason='the C++ extension is not built')
+HEADER = Path(winograd_f4.__file__).parent / 'csrc' / 'winograd_f4_tiles.h'
+
+
+def test_matrices_compute_the_correlation_exactly():
+    """A^T [(G g) * (B^T d)] == sum_k d[i + k] g[k], in exact rational arithmetic."""
+    a_t, g, b_t = _matrices()
+    d = [Fraction(v) for v in (3, -1, 4, 1, -5, 9)]
+    w = [Fraction(v) for v in (2, -7, 1)]
+    gw = [sum(g[j][k] * w[k] for k in range(3)) for j in range(6)]
+    bd = [sum(b_t[j][l] * d[l] for l in range(6)) for j in range(6)]
+    y = [sum(a_t[i][j] * gw[j] * bd[j] for j in range(6)) for i in range(4)]
+    assert y == [sum(d[i + k] * w[k] for k in range(3)) for i in range(4)]
+
+
+def test_committed_tile_header_is_the_generated_one():
+    assert HEADER.read_text() == tile_transforms_source(), \
+        'regenerate: python -m mmperc.models.losses.winograd_f4 > ' + str(HEADER)
+
+
+def _inputs(c_in: int, c_out: int, size, seed: int = 0, channels_last: bool = True):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, c_in, *size, generator=g)
+    w = torch.randn(c_out, c_in, 3, 3, generator=g) * (2 / (9 * c_in))**0.5
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, w
+
+
+def _rel(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((out.double() - ref).abs().max() / ref.abs().max())
+
+
+@needs_ext
+@pytest.mark.parametrize('size', [(8, 8), (7, 9), (1, 1), (2, 5), (13, 4)])
+@pytest.mark.parametrize('block_rows', [None, 1, 2])
+@pytest.mark.parametrize('channels', [(5, 6), (20, 33)])  # not multiples of the kernel's 16 channels
+def test_forward_and_input_gradient_equal_direct_convolution(size, block_rows, channels):
+    """Float32 against float64's direct convolution: odd sizes, partial tiles, blocks."""
+    x, w = _inputs(*channels, size)
+    u = transform_weight(w)
+    out = winograd_f4_conv3x3(x, u, block_rows=block_rows)
+    assert out.is_contiguous(memory_format=torch.channels_last) and out.shape == (2, channels[1], *size)
+    assert _rel(out, F.conv2d(x.double(), w.double(), padding=1)) < 1e-5
+    grad = torch.randn(2, channels[1], *size, generator=torch.Generator().manual_seed(1))
+    grad_in = winograd_f4_input_grad(grad, u, block_rows=block_rows)
+    assert grad_in.shape == x.shape
+    assert _rel(grad_in, conv2d_input(x.shape, w.double(), grad.double(), padding=1)) < 1e-5
+
+
+@needs_ext
+def test_layer_sized_error_is_near_the_direct_convolutions():
+    """The loss network's case (post-ReLU input, the paper's init, 256 channels): rms error
+    within 5x of oneDNN's own float32 convolution's."""
+    x, w = _inputs(256, 256, (16, 20))
+    x = x.relu()
+    ref = F.conv2d(x.double(), w.double(), padding=1)
+    rms = lambda out: float((out.double() - ref).pow(2).mean().sqrt() / ref.pow(2).mean().sqrt())  # noqa: E731
+    assert rms(winograd_f4_conv3x3(x, transform_weight(w))) < 5 * max(rms(F.conv2d(x, w, padding=1)), 2e-7)
+
+
+@needs_ext
+def test_either_input_layout():
+    x, w = _inputs(6, 7, (9, 10), channels_last=False)
+    torch.testing.assert_close(winograd_f4_conv3x3(x, transform_weight(w)), F.conv2d(x, w, padding=1),
+                               rtol=1e-5, atol=1e-5)
+
+
+@needs_ext
+def test_bad_inputs_raise():
+    x, w = _inputs(5, 6, (8, 8))
+    u = transform_weight(w)
+    with pytest.raises(ValueError, match='3x3 kernel'):
+        transform_weight(torch.randn(4, 3, 5, 5))
+    with pytest.raises(ValueError, match='takes 5 channels'):
+        winograd_f4_conv3x3(x[:, :4], u)
+    with pytest.raises(ValueError, match='takes 6 channels'):
+        winograd_f4_input_grad(x, u)
+    with pytest.raises(ValueError, match='float32 on the CPU'):
+        winograd_f4_conv3x3(x.double(), u)
+
+
+@needs_ext
+@pytest.mark.parametrize('name', ['input_transform', 'output_transform', 'grad_output_transform',
+                                  'grad_input_transform'])
+def test_kernels_check_their_tensors(name):
+    """The C++ side refuses what would read or write out of bounds."""
+    def kernel(map_, tiles, r0):  # the map is the input of the first two, the output of the others
+        args = (map_, tiles) if name in ('input_transform', 'grad_output_transform') else (tiles, map_)
+        return getattr(winograd_f4._ext, name)(*args, r0)
+
+    good_map, good_tiles = torch.zeros(1, 8, 8, 4), torch.zeros(36, 1, 2, 2, 4)
+    kernel(good_map, good_tiles, 0)
+    for bad_map, bad_tiles, r0 in [(good_map, good_tiles, 1),  # past the last tile row
+                                   (good_map, torch.zeros(36, 1, 2, 3, 4), 0),  # tile columns
+                                   (good_map, torch.zeros(36, 1, 2, 2, 5), 0),  # channels
+                                   (good_map.double(), good_tiles.double(), 0),
+                                   (good_map.transpose(1, 2), good_tiles, 0)]:
+        with pytest.raises(RuntimeError, match=name):
+            kernel(bad_map, bad_tiles, r0)
+
+
+def test_without_the_extension_a_clear_error(monkeypatch):
+    monkeypatch.setattr(winograd_f4, '_ext', None)
+    x, w = _inputs(5, 6, (8, 8))
+    with pytest.raises(RuntimeError, match='pip install --no-build-isolation -e .'):
+        winograd_f4_conv3x3(x, transform_weight(w))
+
+
+def _net(**kwargs) -> RandomVGG:
+    return RandomVGG(in_channels=3, num_convs=(2, 2, 1), channels=(64, 64, 256), **kwargs)
+
+
+def _ops(net: RandomVGG, dtype=torch.float32):
+    return [op for op, _, _ in net._plan(dtype, torch.device('cpu'), net.num_blocks)]
+
+
+@needs_ext
+def test_plan_uses_f4_from_the_second_block():
+    """F(4x4, 3x3) from 64 channels, never in the first block (banded with its pooling)."""
+    assert _ops(_net()) == ['conv', 'conv', 'max', 'out', 'wino4', 'wino4', 'max', 'out', 'wino4', 'max', 'out']
+    assert 'wino4' not in _ops(_net(), torch.float64)
+    assert 'wino4' not in _ops(_net(winograd=False))
+    assert 'wino4' not in _ops(RandomVGG(in_channels=3, num_convs=(1, 1), channels=(8, 32)))
+
+
+def test_plan_falls_back_to_f2_without_the_extension(monkeypatch):
+    monkeypatch.setattr(winograd_f4, '_ext', None)
+    ops = _ops(RandomVGG(in_channels=3, num_convs=(1, 2), channels=(64, 256)))
+    assert ops == ['conv', 'max', 'out', 'conv', 'wino', 'max', 'out']  # 64 -> 256 below F(2x2, 3x3)'s 256
+
+
+@needs_ext
+def test_network_matches_direct_convolutions():
+    """Features and input gradient of a network using F(4x4, 3x3) within float32 rounding of
+    the direct network's; the transforms are kept once per weight and dropped on a move."""
+    fast, direct = _net(), _net(winograd=False)
+    x = torch.randn(2, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+    grads, feats = [], []
+    for net in (fast, direct):
+        xi = x.clone().requires_grad_()
+        out = net(xi)
+        sum(o.square().sum() for o in out).backward()
+        grads.append(xi.grad)
+        feats.append(out)
+    for a, b in zip(*feats):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5 * float(grads[1].abs().max()))
+    assert sorted(op for _, op in fast._transforms) == ['wino4'] * 3
+    fast.double()
+    assert not fast._transforms
