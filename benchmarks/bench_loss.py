@@ -237,7 +237,8 @@ def print_row(r: Dict) -> None:
     print(f'{r["structure"]:<18}{r["classes"]:>4}{r["size"]:>6}{r["ref_ms"]:>9.1f}{r["our_ms"]:>9.1f}'
           f'{r["speedup"]:>8.2f}x{r["head_speedup"]:>8.2f}x{r["head_speedup_cl"]:>8.2f}x'
           + (f'{r["kept"]:>6.2f}x' if 'kept' in r else f'{"-":>7}')
-          + f'{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x{r["saved"]:>6.2f}x'
+          + f'{r["ref_mib"]:>9.1f}{r["our_mib"]:>9.1f}{r["memory"]:>7.2f}x'
+          + (f'{r["first"]:>6.2f}x' if 'first' in r else f'{"-":>7}') + f'{r["saved"]:>6.2f}x'
           f'  {r["same_value"]}', flush=True)
 
 
@@ -483,15 +484,18 @@ def kept_memory_speedups(settings, batch: int, repeats: int, labels: bool = Fals
 
 
 def loss_peaks(settings, batch: int, labels: bool = False) -> List[List[float]]:
-    """``[reference MiB, mmperc MiB]`` of one fwd+bwd per setting (CPU)."""
+    """``[reference MiB, mmperc MiB, reference first MiB, mmperc first MiB]`` per setting (CPU):
+    one fwd+bwd after a first, and the first (with what mmperc keeps from it: its Winograd
+    weight transforms; both networks' weights exist before, ``pred.grad`` too)."""
     peaks = []
     for num_convs, classes, size in settings:
         pred, target, loss, ref = _loss_setting(num_convs, classes, size, batch, 'cpu', labels)
-        pair = []
+        pred.grad = torch.zeros_like(pred)
+        steady, first = [], []
         for fn in (lambda: reference_loss(ref, pred, target), lambda: loss(pred, target)):
-            fn().backward()  # warm-up: weights materialised, pred.grad allocated
-            pair.append(_cpu_peak_mib(fn))
-        peaks.append(pair)
+            first.append(_cpu_peak_mib(fn))
+            steady.append(_cpu_peak_mib(fn))
+        peaks.append(steady + first)
     return peaks
 
 
@@ -542,14 +546,14 @@ def main() -> None:
     print('\n1. Loss forward+backward: mmperc vs reference (same weights, float32), target: '
           + ('ground-truth labels (the reference: F.one_hot)' if labels else "a teacher's logits (softmax)"))
     print(f'{"structure":<18}{"C":>4}{"size":>6}{"ref ms":>9}{"ours ms":>9}{"speedup":>9}{"from 1/8":>9}'
-          f'{"CL ref":>9}{"kept":>7}{"ref MiB":>9}{"ours MiB":>9}{"memory":>8}{"saved":>7}  same value')
+          f'{"CL ref":>9}{"kept":>7}{"ref MiB":>9}{"ours MiB":>9}{"memory":>8}{"first":>7}{"saved":>7}  same value')
     # on CUDA each row is printed as it is measured (a time limit keeps those done); on the CPU
     # the rows wait for the memory and kept-memory columns of the child processes
     rows = bench_loss(settings, args.device, args.batch, args.repeats, labels,
                       on_row=print_row if args.device != 'cpu' else None)
     if args.device == 'cpu':
-        for r, (ref_mib, our_mib) in zip(rows, cpu_peaks_in_child(args)):
-            r.update(ref_mib=ref_mib, our_mib=our_mib, memory=our_mib / ref_mib)
+        for r, (ref_mib, our_mib, ref_first, our_first) in zip(rows, cpu_peaks_in_child(args)):
+            r.update(ref_mib=ref_mib, our_mib=our_mib, memory=our_mib / ref_mib, first=our_first / ref_first)
         for r, kept in zip(rows, child_json(args, '--kept-only', KEPT_MEMORY_ENV)):
             r.update(kept=kept)
         for r in rows:
@@ -566,7 +570,9 @@ def main() -> None:
              f'({" ".join(f"{k}={v}" for k, v in KEPT_MEMORY_ENV.items())}, as CUDA\'s caching allocator '
              "does): glibc's default returns large freed tensors to the OS, and "
              'the page faults of their next use cost the reference more than mmperc; '
-             'CPU peaks from a child process with MALLOC_MMAP_THRESHOLD_=65536' if args.device == 'cpu' else ''))
+             'CPU peaks from a child process with MALLOC_MMAP_THRESHOLD_=65536, after a first call; first: '
+             "the first call's peak (mmperc's Winograd weight transforms are made and kept then), ours / reference"
+             if args.device == 'cpu' else ''))
     if args.no_step:
         return
     # the step in a fresh process: not shaped by the allocator state the loss grid leaves behind

@@ -284,12 +284,14 @@ class RandomVGG(nn.Module):
         """``'wino4'``, ``'wino'`` or None (direct) for a float32 CPU weight of ``block``.
 
         F(4x4, 3x3) (its C++ transforms built) from :data:`winograd_f4.MIN_CHANNELS` channels in
-        and out, else F(2x2, 3x3) from :data:`MIN_CHANNELS`; never in the first block, whose
-        convolutions run a band of rows at a time with its pooling (``embed_function``)."""
+        and out up to :data:`winograd_f4.MAX_CHANNEL_PRODUCT` (memory), else F(2x2, 3x3) from
+        :data:`MIN_CHANNELS`; never in the first block, whose convolutions run a band of rows at
+        a time with its pooling (``embed_function``)."""
         channels = min(weight.shape[:2])
         if block == 0:
             return None
-        if winograd_f4.available() and channels >= winograd_f4.MIN_CHANNELS:
+        if winograd_f4.available() and channels >= winograd_f4.MIN_CHANNELS \
+                and weight.shape[0] * weight.shape[1] <= winograd_f4.MAX_CHANNEL_PRODUCT:
             return 'wino4'
         return 'wino' if channels >= MIN_CHANNELS else None
 

@@ -30,6 +30,10 @@ BLOCK_BYTES = 8 * 2**20
 #: convolution; 2-core Xeon, batch 2, forward / input gradient: 64 -> 128 at 128x128 11.6 / 13.8 ms
 #: against 15.7 / 15.5, 128 -> 256 at 64x64 8.7 / 9.0 against 15.7 / 15.7).
 MIN_CHANNELS = 64
+#: Most input x output channels for which the loss network uses it: its weight transform, kept
+#: from the first call, is 4x the weights (F(2x2, 3x3)'s 16/9). 512 -> 512 layers (36 MiB each
+#: in F(4x4, 3x3)) keep F(2x2, 3x3): VGG16/19's kept transforms 130 MiB instead of 224 MiB.
+MAX_CHANNEL_PRODUCT = 256 * 512
 
 
 def available() -> bool:

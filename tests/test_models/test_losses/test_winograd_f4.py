@@ -162,3 +162,10 @@ def test_network_matches_direct_convolutions():
     assert sorted(op for _, op in fast._transforms) == ['wino4'] * 3
     fast.double()
     assert not fast._transforms
+
+
+@needs_ext
+def test_plan_keeps_f2_for_the_largest_layers():
+    """512 -> 512 layers keep F(2x2, 3x3), whose kept transform is 16/9 of the weight, not 4x."""
+    net = RandomVGG(in_channels=3, num_convs=(1, 1, 2), channels=(8, 256, 512))
+    assert _ops(net) == ['conv', 'max', 'out', 'conv', 'max', 'out', 'wino4', 'wino', 'max', 'out']
