@@ -9,7 +9,8 @@ def test_bench_loss_prints_loss_and_step_ratios():
                    '--step-repeats', 1, timeout=900)
     rows = [line for line in out.splitlines() if re.match(r'^\(\d', line)]
     assert len(rows) == 4 and all(row.endswith('True') for row in rows), out  # same loss value as the reference
-    for name in ('from 1/8', 'kept', "first: the first call's peak", 'ratio (A)', 'ratio (B)', 'teacher forward', 'ground-truth target',
+    for name in ('from 1/8', 'kept', "first: the first call's peak", 'ratio (A)', 'ratio (B)', 'teacher forward',
+                 'ground-truth target',
                  'whole distillation step, teacher in bf16 autocast (model.teacher.autocast=bfloat16)'):
         assert name in out, out
 

@@ -209,10 +209,11 @@ class RandomPerceptualLoss(nn.Module):
             3.3x (VGG16) faster measured on one, the value within 0.2% and 0.4% of
             float32's; without them it is slower). None follows the caller.
             Defaults to None.
-        winograd (bool): On the CPU in float32, run the 3x3 convolutions with
-            at least 256 input and output channels as Winograd F(2x2, 3x3)
-            (:class:`RandomVGG`): 1.1x (``(1, 1, 1, 1, 1)``) to 1.3x (VGG16)
-            faster, loss within 1e-6 of direct convolutions, relative.
+        winograd (bool): On the CPU in float32, run the 3x3 convolutions
+            after the first block from 64 channels as Winograd F(4x4, 3x3)
+            (F(2x2, 3x3) for 512 -> 512 and without mmperc's C++ build;
+            :class:`RandomVGG`), the loss's value within 1e-5 of direct
+            convolutions, relative. False keeps no weight transforms.
             Defaults to True.
         reduction (str): ``'none'``, ``'mean'`` or ``'sum'`` over the
             embedding's elements. Defaults to ``'mean'``.

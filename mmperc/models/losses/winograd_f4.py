@@ -137,6 +137,26 @@ def _check(x: Tensor, u: Tensor, channels: int) -> None:
                          f'but x has shape {tuple(x.shape)}')
 
 
+def _by_tile_rows(src: Tensor, u: Tensor, out: Tensor, to_tiles, from_tiles, block_rows: Optional[int]) -> Tensor:
+    """Blocks of tile rows of ``src`` (N, C, H, W): ``to_tiles``, the 36 products with ``u``
+    (36, C, K), ``from_tiles`` into ``out`` (N, H, W, K); returns ``out`` as (N, K, H, W)."""
+    n, c, h, w = src.shape
+    k = u.shape[2]
+    th, tw = (h + 3) // 4, (w + 3) // 4
+    rows = _blocks(n, th, tw, max(c, k), block_rows)
+    src = src.permute(0, 2, 3, 1).contiguous()
+    tiles = src.new_empty(36 * n * rows * tw * c)
+    products = src.new_empty(36 * n * rows * tw * k)
+    for r0 in range(0, th, rows):
+        r = min(rows, th - r0)
+        v = tiles[:36 * n * r * tw * c].view(36, n, r, tw, c)
+        m = products[:36 * n * r * tw * k].view(36, n, r, tw, k)
+        to_tiles(src, v, r0)
+        torch.bmm(v.view(36, -1, c), u, out=m.view(36, -1, k))
+        from_tiles(m, out, r0)
+    return out.permute(0, 3, 1, 2)
+
+
 def winograd_f4_conv3x3(x: Tensor, u: Tensor, block_rows: Optional[int] = None) -> Tensor:
     """``conv2d(x, weight, padding=1)`` from ``u = transform_weight(weight)``.
 
@@ -150,22 +170,9 @@ def winograd_f4_conv3x3(x: Tensor, u: Tensor, block_rows: Optional[int] = None) 
         Tensor: ``(N, C_out, H, W)``, channels-last.
     """
     _check(x, u, u.shape[1])
-    n, c, h, w = x.shape
-    k = u.shape[2]
-    th, tw = (h + 3) // 4, (w + 3) // 4
-    rows = _blocks(n, th, tw, max(c, k), block_rows)
-    x_nhwc = x.permute(0, 2, 3, 1).contiguous()
-    out = x.new_empty(n, h, w, k)
-    tiles = x.new_empty(36 * n * rows * tw * c)
-    products = x.new_empty(36 * n * rows * tw * k)
-    for r0 in range(0, th, rows):
-        r = min(rows, th - r0)
-        v = tiles[:36 * n * r * tw * c].view(36, n, r, tw, c)
-        m = products[:36 * n * r * tw * k].view(36, n, r, tw, k)
-        _ext.input_transform(x_nhwc, v, r0)
-        torch.bmm(v.view(36, -1, c), u, out=m.view(36, -1, k))
-        _ext.output_transform(m, out, r0)
-    return out.permute(0, 3, 1, 2)
+    n, _, h, w = x.shape
+    out = x.new_empty(n, h, w, u.shape[2])
+    return _by_tile_rows(x, u, out, _ext.input_transform, _ext.output_transform, block_rows)
 
 
 def winograd_f4_input_grad(grad: Tensor, u: Tensor, block_rows: Optional[int] = None) -> Tensor:
@@ -173,23 +180,10 @@ def winograd_f4_input_grad(grad: Tensor, u: Tensor, block_rows: Optional[int] = 
     ``(N, C_out, H, W)``; ``(N, C_in, H, W)``, channels-last. The same convolution with the flipped,
     transposed weight, computed as the transpose of the forward's tile algorithm."""
     _check(grad, u, u.shape[2])
-    n, k, h, w = grad.shape
-    c = u.shape[1]
-    th, tw = (h + 3) // 4, (w + 3) // 4
-    rows = _blocks(n, th, tw, max(c, k), block_rows)
-    grad_nhwc = grad.permute(0, 2, 3, 1).contiguous()
-    out = grad.new_zeros(n, h, w, c)  # the tiles overlap: their gradients are added
-    tiles = grad.new_empty(36 * n * rows * tw * k)
-    products = grad.new_empty(36 * n * rows * tw * c)
-    u_t = u.transpose(1, 2)
-    for r0 in range(0, th, rows):
-        r = min(rows, th - r0)
-        v = tiles[:36 * n * r * tw * k].view(36, n, r, tw, k)
-        m = products[:36 * n * r * tw * c].view(36, n, r, tw, c)
-        _ext.grad_output_transform(grad_nhwc, v, r0)
-        torch.bmm(v.view(36, -1, k), u_t, out=m.view(36, -1, c))
-        _ext.grad_input_transform(m, out, r0)
-    return out.permute(0, 3, 1, 2)
+    n, _, h, w = grad.shape
+    out = grad.new_zeros(n, h, w, u.shape[1])  # the tiles overlap: their gradients are added
+    return _by_tile_rows(grad, u.transpose(1, 2), out, _ext.grad_output_transform, _ext.grad_input_transform,
+                         block_rows)
 
 
 if __name__ == '__main__':
