@@ -40,131 +40,72 @@ inline void add(const float* __restrict o, int l, float* __restrict dst) {
   else { for (int c = 0; c < l; ++c) dst[c] += o[c]; }
 }
 
-}  // namespace
+using Transform = void (*)(const float (*)[L], float (*)[L]);
 
-// x (N, H, W, C) -> v (36, N, R, TW, C): tile rows r0 .. r0 + R of the input padded by 1
-void input_transform(const at::Tensor& x, at::Tensor& v, int64_t r0) {
-  check(x, v, r0, "input_transform");
-  const int64_t N = x.size(0), H = x.size(1), W = x.size(2), C = x.size(3);
-  const int64_t R = v.size(2), TW = v.size(3), S = N * R * TW * C;
-  const float* xp = x.data_ptr<float>();
-  float* vp = v.data_ptr<float>();
-  std::vector<float> zeros(C, 0.f);
-  const float* zp = zeros.data();
-  at::parallel_for(0, N * R * TW, 1, [&](int64_t b, int64_t e) {
-    float d[36][L], o[36][L];
-    const float* src[36];
-    for (int64_t tile = b; tile < e; ++tile) {
+// map (N, H, W, C) -> tiles (36, N, R, TW, C): each tile's S x S pixels from (4 * row - offset,
+// 4 * column - offset), zero outside the map, transformed by tf into 36 values per channel
+template <int S, Transform tf>
+void map_to_tiles(const at::Tensor& map, at::Tensor& tiles, int64_t r0, int64_t offset, const char* name) {
+  check(map, tiles, r0, name);
+  const int64_t N = map.size(0), H = map.size(1), W = map.size(2), C = map.size(3);
+  const int64_t R = tiles.size(2), TW = tiles.size(3), stride = N * R * TW * C;
+  const float* mp = map.data_ptr<float>();
+  float* tp = tiles.data_ptr<float>();
+  const std::vector<float> zeros(C, 0.f);
+  at::parallel_for(0, N * R * TW, 1, [&](int64_t begin, int64_t end) {
+    float d[S * S][L], o[36][L];
+    const float* src[S * S];
+    for (int64_t tile = begin; tile < end; ++tile) {
       const int64_t t = tile % TW, r = (tile / TW) % R, n = tile / (TW * R);
-      for (int i = 0; i < 6; ++i) {
-        const int64_t y = 4 * (r0 + r) + i - 1;
-        for (int j = 0; j < 6; ++j) {
-          const int64_t xx = 4 * t + j - 1;
-          src[i * 6 + j] = (y >= 0 && y < H && xx >= 0 && xx < W) ? xp + ((n * H + y) * W + xx) * C : zp;
+      for (int i = 0; i < S; ++i) {
+        const int64_t y = 4 * (r0 + r) + i - offset;
+        for (int j = 0; j < S; ++j) {
+          const int64_t x = 4 * t + j - offset;
+          src[i * S + j] = (y >= 0 && y < H && x >= 0 && x < W) ? mp + ((n * H + y) * W + x) * C : zeros.data();
         }
       }
-      float* dst = vp + tile * C;
+      float* dst = tp + tile * C;
       for (int64_t c0 = 0; c0 < C; c0 += L) {
         const int l = (int)std::min<int64_t>(L, C - c0);
-        for (int k = 0; k < 36; ++k) load(src[k], c0, l, d[k]);
-        input_tf(d, o);
-        for (int k = 0; k < 36; ++k) store(o[k], l, dst + k * S + c0);
+        for (int k = 0; k < S * S; ++k) load(src[k], c0, l, d[k]);
+        tf(d, o);
+        for (int k = 0; k < 36; ++k) store(o[k], l, dst + k * stride + c0);
       }
     }
   });
 }
 
-// m (36, N, R, TW, K) -> out (N, H, W, K), tile rows r0 .. r0 + R
-void output_transform(const at::Tensor& m, at::Tensor& out, int64_t r0) {
-  check(out, m, r0, "output_transform");
-  const int64_t N = out.size(0), H = out.size(1), W = out.size(2), K = out.size(3);
-  const int64_t R = m.size(2), TW = m.size(3), S = N * R * TW * K;
-  const float* mp = m.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  at::parallel_for(0, N * R * TW, 1, [&](int64_t b, int64_t e) {
-    float d[36][L], o[16][L];
-    for (int64_t tile = b; tile < e; ++tile) {
-      const int64_t t = tile % TW, r = (tile / TW) % R, n = tile / (TW * R);
-      const float* src = mp + tile * K;
-      for (int64_t c0 = 0; c0 < K; c0 += L) {
-        const int l = (int)std::min<int64_t>(L, K - c0);
-        for (int k = 0; k < 36; ++k) load(src + k * S, c0, l, d[k]);
-        output_tf(d, o);
-        for (int i = 0; i < 4; ++i) {
-          const int64_t y = 4 * (r0 + r) + i;
-          if (y >= H) break;
-          for (int j = 0; j < 4; ++j) {
-            const int64_t xx = 4 * t + j;
-            if (xx >= W) break;
-            float* dst = op + ((n * H + y) * W + xx) * K + c0;
-            store(o[i * 4 + j], l, dst);
-          }
-        }
-      }
-    }
-  });
-}
-
-// dy (N, H, W, K) -> w (36, N, R, TW, K)
-void grad_output_transform(const at::Tensor& dy, at::Tensor& w, int64_t r0) {
-  check(dy, w, r0, "grad_output_transform");
-  const int64_t N = dy.size(0), H = dy.size(1), W = dy.size(2), K = dy.size(3);
-  const int64_t R = w.size(2), TW = w.size(3), S = N * R * TW * K;
-  const float* gp = dy.data_ptr<float>();
-  float* wp = w.data_ptr<float>();
-  std::vector<float> zeros(K, 0.f);
-  const float* zp = zeros.data();
-  at::parallel_for(0, N * R * TW, 1, [&](int64_t b, int64_t e) {
-    float d[16][L], o[36][L];
-    const float* src[16];
-    for (int64_t tile = b; tile < e; ++tile) {
-      const int64_t t = tile % TW, r = (tile / TW) % R, n = tile / (TW * R);
-      for (int i = 0; i < 4; ++i) {
-        const int64_t y = 4 * (r0 + r) + i;
-        for (int j = 0; j < 4; ++j) {
-          const int64_t xx = 4 * t + j;
-          src[i * 4 + j] = (y < H && xx < W) ? gp + ((n * H + y) * W + xx) * K : zp;
-        }
-      }
-      float* dst = wp + tile * K;
-      for (int64_t c0 = 0; c0 < K; c0 += L) {
-        const int l = (int)std::min<int64_t>(L, K - c0);
-        for (int k = 0; k < 16; ++k) load(src[k], c0, l, d[k]);
-        grad_output_tf(d, o);
-        for (int k = 0; k < 36; ++k) store(o[k], l, dst + k * S + c0);
-      }
-    }
-  });
-}
-
-// z (36, N, R, TW, C) -> dx (N, H, W, C) += the tiles' input gradients (overlapping by 2)
-void grad_input_transform(const at::Tensor& z, at::Tensor& dx, int64_t r0) {
-  check(dx, z, r0, "grad_input_transform");
-  const int64_t N = dx.size(0), H = dx.size(1), W = dx.size(2), C = dx.size(3);
-  const int64_t R = z.size(2), TW = z.size(3), S = N * R * TW * C;
-  const float* zp = z.data_ptr<float>();
-  float* xp = dx.data_ptr<float>();
-  for (int parity = 0; parity < 2; ++parity) {  // tile rows two apart never overlap
-    const int64_t first = ((r0 + parity) % 2 == 0) ? 0 : 1;  // local r with (r0 + r) % 2 == parity
-    const int64_t rows = first < R ? (R - first + 1) / 2 : 0;
-    at::parallel_for(0, N * rows, 1, [&](int64_t b, int64_t e) {
-      float d[36][L], o[36][L];
-      for (int64_t item = b; item < e; ++item) {
-        const int64_t r = first + 2 * (item % rows), n = item / rows;
-        for (int64_t t = 0; t < TW; ++t) {
-          const float* src = zp + ((n * R + r) * TW + t) * C;
+// tiles (36, N, R, TW, C) -> map (N, H, W, C): tf gives each tile's S x S pixels from (4 * row -
+// offset, 4 * column - offset), written (or with ADD, added: tiles overlap, so tile rows of
+// either parity run in turn) where they fall inside the map
+template <int S, Transform tf, bool ADD>
+void tiles_to_map(const at::Tensor& tiles, at::Tensor& map, int64_t r0, int64_t offset, const char* name) {
+  check(map, tiles, r0, name);
+  const int64_t N = map.size(0), H = map.size(1), W = map.size(2), C = map.size(3);
+  const int64_t R = tiles.size(2), TW = tiles.size(3), stride = N * R * TW * C;
+  const float* tp = tiles.data_ptr<float>();
+  float* mp = map.data_ptr<float>();
+  for (int parity = 0; parity < (ADD ? 2 : 1); ++parity) {  // tile rows two apart never overlap
+    const int64_t first = ADD ? (r0 + parity) % 2 : 0, step = ADD ? 2 : 1;
+    const int64_t rows = first < R ? (R - first + step - 1) / step : 0;
+    at::parallel_for(0, N * rows, 1, [&](int64_t begin, int64_t end) {
+      float d[36][L], o[S * S][L];
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t r = first + step * (item % rows), n = item / rows;
+        for (int64_t t = 0; t < TW; ++t) {  // in turn: neighbouring tiles of a row overlap too
+          const float* src = tp + ((n * R + r) * TW + t) * C;
           for (int64_t c0 = 0; c0 < C; c0 += L) {
             const int l = (int)std::min<int64_t>(L, C - c0);
-            for (int k = 0; k < 36; ++k) load(src + k * S, c0, l, d[k]);
-            grad_input_tf(d, o);
-            for (int i = 0; i < 6; ++i) {
-              const int64_t y = 4 * (r0 + r) + i - 1;
+            for (int k = 0; k < 36; ++k) load(src + k * stride, c0, l, d[k]);
+            tf(d, o);
+            for (int i = 0; i < S; ++i) {
+              const int64_t y = 4 * (r0 + r) + i - offset;
               if (y < 0 || y >= H) continue;
-              for (int j = 0; j < 6; ++j) {
-                const int64_t xx = 4 * t + j - 1;
-                if (xx < 0 || xx >= W) continue;
-                float* dst = xp + ((n * H + y) * W + xx) * C + c0;
-                add(o[i * 6 + j], l, dst);
+              for (int j = 0; j < S; ++j) {
+                const int64_t x = 4 * t + j - offset;
+                if (x < 0 || x >= W) continue;
+                float* dst = mp + ((n * H + y) * W + x) * C + c0;
+                if (ADD) add(o[i * S + j], l, dst); else store(o[i * S + j], l, dst);
               }
             }
           }
@@ -172,6 +113,28 @@ void grad_input_transform(const at::Tensor& z, at::Tensor& dx, int64_t r0) {
       }
     });
   }
+}
+
+}  // namespace
+
+// x (N, H, W, C) -> v = B^T d B of its 6x6 tiles (the map padded by 1), tile rows r0 .. r0 + R
+void input_transform(const at::Tensor& x, at::Tensor& v, int64_t r0) {
+  map_to_tiles<6, input_tf>(x, v, r0, 1, "input_transform");
+}
+
+// m (36, N, R, TW, K) -> out (N, H, W, K): the 4x4 outputs A^T m A of tile rows r0 .. r0 + R
+void output_transform(const at::Tensor& m, at::Tensor& out, int64_t r0) {
+  tiles_to_map<4, output_tf, false>(m, out, r0, 0, "output_transform");
+}
+
+// dy (N, H, W, K) -> w = A dy A^T of its 4x4 tiles (36, N, R, TW, K)
+void grad_output_transform(const at::Tensor& dy, at::Tensor& w, int64_t r0) {
+  map_to_tiles<4, grad_output_tf>(dy, w, r0, 0, "grad_output_transform");
+}
+
+// z (36, N, R, TW, C) -> dx (N, H, W, C) += B z B^T, the tiles' input gradients (overlapping by 2)
+void grad_input_transform(const at::Tensor& z, at::Tensor& dx, int64_t r0) {
+  tiles_to_map<6, grad_input_tf, true>(z, dx, r0, 1, "grad_input_transform");
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
