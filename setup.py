@@ -1,4 +1,4 @@
-"""Install mmperc: ``pip install -e .`` (use tools/setup_env.sh on a CPU machine)."""
+"""Install mmperc: ``pip install --no-build-isolation -e .`` (use tools/setup_env.sh on a CPU machine)."""
 import os.path as osp
 import warnings
 
@@ -6,7 +6,7 @@ from setuptools import find_packages, setup
 
 try:  # the loss network's C++ Winograd transforms need torch at build time (--no-build-isolation)
     from torch.utils.cpp_extension import BuildExtension, CppExtension
-except ImportError:
+except Exception:  # not installed, or broken: mmperc installs without the extension
     BuildExtension = CppExtension = None
 
 CSRC = osp.join('mmperc', 'models', 'losses', 'csrc')
@@ -19,8 +19,6 @@ def get_version() -> str:
     return scope['__version__']
 
 
-
-
 def get_ext_modules() -> list:
     """mmperc.models.losses._winograd_f4 (CPU, OpenMP), when torch is importable."""
     if CppExtension is None:
@@ -31,14 +29,17 @@ def get_ext_modules() -> list:
     return [
         CppExtension(
             'mmperc.models.losses._winograd_f4', [osp.join(CSRC, 'winograd_f4.cpp')],
+            depends=[osp.join(CSRC, 'winograd_f4_tiles.h')],
             include_dirs=[osp.abspath(CSRC)],
+            optional=True,  # a failed build is skipped, not copied (see OptionalBuildExt)
             extra_compile_args=['-O3', '-fopenmp'],
             extra_link_args=['-fopenmp'])
     ]
 
 
 class OptionalBuildExt(BuildExtension if BuildExtension is not None else object):
-    """Build the extension, or warn and go on: mmperc works without it, only slower on the CPU."""
+    """Build the extension, or warn and go on: mmperc works without it, only slower on the CPU
+    (``optional=True`` alone misses torch's ninja build, which raises ``RuntimeError``)."""
 
     def build_extension(self, ext) -> None:
         try:

@@ -80,6 +80,8 @@ def winograd_conv3x3(x: Tensor, u: Tensor, transpose: bool = False,
     k = u.shape[-1]
     if u.shape[1] != c:
         raise ValueError(f'the weight transform takes {u.shape[1]} channels, but x has {c}')
+    if x.numel() == 0 or k == 0:  # an empty batch, map or channels: nothing to tile
+        return x.new_zeros(n, k, h, w).contiguous(memory_format=torch.channels_last)
     th, tw = (h + 1) // 2, (w + 1) // 2
     # (N, 2*th + 2, 2*tw + 2, C): the padding of the convolution, and an odd edge's tile; only
     # the border is zeroed (F.pad fills the whole tensor first)

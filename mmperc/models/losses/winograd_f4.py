@@ -3,9 +3,9 @@
 Each 6x6 input tile gives a 4x4 output tile: 36 matrix products of (tiles x C_in) by
 (C_in x C_out) instead of 144, 4x fewer multiply-adds than the direct convolution (F(2x2, 3x3):
 2.25x). Its tile transforms have more terms per element, so in eager PyTorch they cost what the
-products save; here they run in C++ (``csrc/winograd_f4.cpp``, built by ``pip install -e .``),
-one pass over memory per block of tile rows, and :func:`available` says whether that build is
-importable (else the loss network keeps F(2x2, 3x3), :mod:`.winograd`).
+products save; here they run in C++ (``csrc/winograd_f4.cpp``, built by ``pip install
+--no-build-isolation -e .``), one pass over memory per block of tile rows, and :func:`available`
+says whether that build is importable (else the loss network keeps F(2x2, 3x3), :mod:`.winograd`).
 
 The interpolation points are (0, 1, -1, 1/2, -2, inf): float32 error about 2e-6 of the output's
 rms, against about 7e-6 with the usual (0, 1, -1, 2, -2) (``benchmarks/README.md``). The input
@@ -32,7 +32,7 @@ BLOCK_BYTES = 8 * 2**20
 MIN_CHANNELS = 64
 #: Most input x output channels for which the loss network uses it: its weight transform, kept
 #: from the first call, is 4x the weights (F(2x2, 3x3)'s 16/9). 512 -> 512 layers (36 MiB each
-#: in F(4x4, 3x3)) keep F(2x2, 3x3): VGG16/19's kept transforms 130 MiB instead of 224 MiB.
+#: in F(4x4, 3x3)) keep F(2x2, 3x3): VGG16's kept transforms 124 MiB instead of 224 MiB.
 MAX_CHANNEL_PRODUCT = 256 * 512
 
 
@@ -142,6 +142,8 @@ def _by_tile_rows(src: Tensor, u: Tensor, out: Tensor, to_tiles, from_tiles, blo
     (36, C, K), ``from_tiles`` into ``out`` (N, H, W, K); returns ``out`` as (N, K, H, W)."""
     n, c, h, w = src.shape
     k = u.shape[2]
+    if src.numel() == 0 or out.numel() == 0:  # nothing to transform (an empty batch, map or channels)
+        return out.permute(0, 3, 1, 2)
     th, tw = (h + 3) // 4, (w + 3) // 4
     rows = _blocks(n, th, tw, max(c, k), block_rows)
     src = src.permute(0, 2, 3, 1).contiguous()

@@ -169,3 +169,16 @@ def test_plan_keeps_f2_for_the_largest_layers():
     """512 -> 512 layers keep F(2x2, 3x3), whose kept transform is 16/9 of the weight, not 4x."""
     net = RandomVGG(in_channels=3, num_convs=(1, 1, 2), channels=(8, 256, 512))
     assert _ops(net) == ['conv', 'max', 'out', 'conv', 'max', 'out', 'wino4', 'wino', 'max', 'out']
+
+
+@pytest.mark.parametrize('shape', [(0, 5, 8, 8), (2, 5, 0, 8), (2, 5, 8, 0)])
+def test_empty_inputs_give_empty_outputs(shape):
+    """An empty batch or map: the shapes a direct convolution gives, no division by zero (F(2x2, 3x3) too)."""
+    from mmperc.models.losses.winograd import transform_weight as transform_f2
+    from mmperc.models.losses.winograd import winograd_conv3x3
+    x, w = torch.zeros(shape), torch.randn(6, 5, 3, 3)
+    assert winograd_conv3x3(x, transform_f2(w)).shape == (shape[0], 6, *shape[2:])
+    assert winograd_conv3x3(torch.zeros(shape[0], 6, *shape[2:]), transform_f2(w), transpose=True).shape == shape
+    if winograd_f4.available():
+        assert winograd_f4_conv3x3(x, transform_weight(w)).shape == (shape[0], 6, *shape[2:])
+        assert winograd_f4_input_grad(torch.zeros(shape[0], 6, *shape[2:]), transform_weight(w)).shape == shape
