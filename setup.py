@@ -41,12 +41,22 @@ class OptionalBuildExt(BuildExtension if BuildExtension is not None else object)
     """Build the extension, or warn and go on: mmperc works without it, only slower on the CPU
     (``optional=True`` alone misses torch's ninja build, which raises ``RuntimeError``)."""
 
+    def run(self) -> None:
+        try:  # torch checks the compiler for all extensions first (no compiler: raises here)
+            super().run()
+        except Exception as e:
+            self._skipped('mmperc.models.losses._winograd_f4', e)
+
     def build_extension(self, ext) -> None:
         try:
             super().build_extension(ext)
-        except Exception as e:  # no compiler, no OpenMP, ...: the pure PyTorch path stays
-            warnings.warn(f'building {ext.name} failed ({e}); mmperc runs without its C++ Winograd '
-                          'transforms (the loss is slower on the CPU)')
+        except Exception as e:  # a compiler error, no OpenMP, ...: the pure PyTorch path stays
+            self._skipped(ext.name, e)
+
+    @staticmethod
+    def _skipped(name: str, error: Exception) -> None:
+        warnings.warn(f'building {name} failed ({error}); mmperc runs without its C++ Winograd '
+                      'transforms (the loss is slower on the CPU)')
 
 
 setup(
