@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .onehot_conv import gathers, onehot_conv2d
+from .winograd_f4 import winograd_f4_conv3x3, winograd_f4_input_grad
 
 #: Bytes of activated class maps per band of rows on the CPU; maps up to this size run in one
 #: piece. Sized for its caches: a band stays there from its activation to its convolution.
@@ -315,10 +316,22 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
     return out
 
 
-def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
+def _block_conv(x: Tensor, op: str, weight: Tensor, pad: int) -> Tensor:
+    """A convolution after the first of the first block: direct, or ``'wino4'`` (``weight`` its
+    Winograd F(4x4, 3x3) transform)."""
+    return winograd_f4_conv3x3(x, weight) if op == 'wino4' else F.conv2d(x, weight, padding=pad)
+
+
+def _block_conv_input_grad(shape: Sequence[int], op: str, weight: Tensor, grad: Tensor, pad: int) -> Tensor:
+    """The input gradient of :func:`_block_conv` (any convolution of the first block)."""
+    return winograd_f4_input_grad(grad, weight) if op == 'wino4' else conv_input_grad(shape, weight, grad, 1, pad)
+
+
+def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], pad: int,
                          saved: Optional[List[Tensor]] = None) -> Tensor:
     """The first block, a band of rows at a time: ``relu(max_pool2d(conv2d(...), 2, 2))`` after
-    the convolutions ``weights`` (stride 1, each but the last followed by a ReLU).
+    the convolutions ``layers`` (``(op, weight)``: ``'conv'``, or after the first ``'wino4'`` with
+    its Winograd transform; stride 1, each but the last followed by a ReLU).
 
     Each band, with the reach of all the block's convolutions above and below, runs through
     them; bands start on even rows, so each band's own rows are then pooled on their own, and no
@@ -334,12 +347,12 @@ def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
     indices: Optional[Tensor] = None
     masks: List[Tensor] = []
     images = [slice(None)]
-    for start, stop, a, b in _bands(maps, 1, pad * len(weights), align=2):
-        y = maps.conv_rows(a, b, weights[0], pad)
-        for j, weight in enumerate(weights):  # exact on rows [start, stop) at the end
+    for start, stop, a, b in _bands(maps, 1, pad * len(layers), align=2):
+        y = maps.conv_rows(a, b, layers[0][1], pad)
+        for j, (op, weight) in enumerate(layers):  # exact on rows [start, stop) at the end
             if j:
-                y = F.conv2d(y, weight, padding=pad)
-            if j + 1 < len(weights):
+                y = _block_conv(y, op, weight, pad)
+            if j + 1 < len(layers):
                 y = y.relu_()
                 if saved is not None:
                     if len(masks) == j:
@@ -373,14 +386,14 @@ def first_block_max_pool(maps: ClassMaps, weights: Sequence[Tensor], pad: int,
     return out
 
 
-def first_block_max_pool_input_grad(maps: ClassMaps, weights: Sequence[Tensor], grad: Tensor,
+def first_block_max_pool_input_grad(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], grad: Tensor,
                                     indices: Tensor, masks: Sequence[Tensor], pad: int) -> Tensor:
     """Gradient w.r.t. the source of ``maps`` from the gradient w.r.t. the pooled output of
     :func:`first_block_max_pool` (its last ReLU's mask applied), a band of rows at a time: each
     band routes the pooled gradient of the windows around it back to full resolution (the
     pooling kernel's own backward), then through the convolutions and the ReLU ``masks``."""
     n, c, h, w = maps.shape
-    bands = _bands(maps, 1, pad * len(weights), align=2)
+    bands = _bands(maps, 1, pad * len(layers), align=2)
     out = maps.new_grad() if len(bands) > 1 else None
     for start, stop, a, b in bands:
         top, bottom = a - a % 2, min(b + b % 2, h)  # the whole pooling windows over rows [a, b)
@@ -389,8 +402,9 @@ def first_block_max_pool_input_grad(maps: ClassMaps, weights: Sequence[Tensor], 
                            memory_format=memory_format(indices))
         g = torch.ops.aten.max_pool2d_with_indices_backward(grad[:, :, lo:hi], like, [2, 2], [2, 2], [0, 0],
                                                             [1, 1], False, indices[:, :, lo:hi] - top * w)
-        for j in reversed(range(len(weights))):  # exact on rows [start, stop) at the end
-            g = conv_input_grad((n, weights[j].shape[1], bottom - top, w), weights[j], g, 1, pad)
+        for j in reversed(range(len(layers))):  # exact on rows [start, stop) at the end
+            op, weight = layers[j]
+            g = _block_conv_input_grad((n, weight.shape[1], bottom - top, w), op, weight, g, pad)
             if j:
                 g = torch.where(masks[j - 1][:, :, top:bottom], g, g.new_zeros(()), out=g)
         g = g[:, :, start - top:stop - top]

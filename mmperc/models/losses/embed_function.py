@@ -26,11 +26,17 @@ def _feeds_max_pool(plan: Plan, i: int) -> bool:
 def _banded_block(plan: Plan) -> int:
     """How many convolutions (stride 1) open the plan and run, with the max pooling after
     them, a band of rows at a time (:func:`first_block_max_pool`); 0 when no max pooling
-    follows them."""
+    follows them. The first is direct (on the class maps), the others direct or ``'wino4'``."""
     convs = 0
-    while convs < len(plan) and plan[convs][0] == 'conv' and plan[convs][2] == 1:
+    while convs < len(plan) and plan[convs][2] == 1 and (plan[convs][0] == 'conv' or
+                                                        (convs and plan[convs][0] == 'wino4')):
         convs += 1
     return convs if _feeds_max_pool(plan, convs - 1) else 0
+
+
+def _out_channels(op: str, weight: Tensor) -> int:
+    """Output channels of a plan's convolution (a Winograd transform is ``(tiles, C_in, C_out)``)."""
+    return weight.shape[-1] if op in ('wino', 'wino4') else weight.shape[0]
 
 
 def _max_pool_relu(x: Tensor, saved: Optional[List[Tensor]]) -> Tensor:
@@ -76,9 +82,9 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
     for i, (op, weight, stride) in enumerate(plan):
         if banded and i <= banded:  # the first block: its convolutions and max pooling at once
             n, _, h, w = maps.shape
-            shapes.append(maps.shape if i == 0 else torch.Size((n, plan[i - 1][1].shape[0], h, w)))
+            shapes.append(maps.shape if i == 0 else torch.Size((n, _out_channels(*plan[i - 1][:2]), h, w)))
             if i == 0:
-                x = first_block_max_pool(maps, [wt for _, wt, _ in plan[:banded]], pad, saved)
+                x = first_block_max_pool(maps, [(o, wt) for o, wt, _ in plan[:banded]], pad, saved)
         elif op in _CONVS:
             if x is None:
                 shapes.append(maps.shape)
@@ -161,8 +167,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
                 if i < banded:  # routed band by band at i == 0, through the masks kept here
                     first_masks += [] if mask is None else [mask]
                     if i == 0:
-                        weights = [wt for _, wt, _ in plan[:banded]]
-                        grad = first_block_max_pool_input_grad(ctx.maps, weights, grad, first_indices,
+                        layers = [(o, wt) for o, wt, _ in plan[:banded]]
+                        grad = first_block_max_pool_input_grad(ctx.maps, layers, grad, first_indices,
                                                                first_masks[::-1], ctx.pad)
                     continue
                 if mask is not None:  # where(): no float copy of the bool mask, as a product makes

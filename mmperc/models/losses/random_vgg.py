@@ -271,7 +271,7 @@ class RandomVGG(nn.Module):
         for block, n in enumerate(self.num_convs[:num_blocks]):
             for _ in range(n):
                 i, weight = next(weights)
-                op = self._winograd_op(weight, block) if fast and weight.dtype == dtype else None
+                op = self._winograd_op(weight, block) if fast and i > 0 and weight.dtype == dtype else None
                 if op is None:
                     plan.append(('conv', self._cast(weight, dtype, device), 1))
                 else:
@@ -285,19 +285,18 @@ class RandomVGG(nn.Module):
 
     @staticmethod
     def _winograd_op(weight: Tensor, block: int) -> Optional[str]:
-        """``'wino4'``, ``'wino'`` or None (direct) for a float32 CPU weight of ``block``.
+        """``'wino4'``, ``'wino'`` or None (direct) for a float32 CPU weight of ``block``, not
+        the first (it convolves the class maps as they are activated).
 
         F(4x4, 3x3) (its C++ transforms built) from :data:`winograd_f4.MIN_CHANNELS` channels in
-        and out up to :data:`winograd_f4.MAX_CHANNEL_PRODUCT` (memory), else F(2x2, 3x3) from
-        :data:`MIN_CHANNELS`; never in the first block, whose convolutions run a band of rows at
-        a time with its pooling (``embed_function``)."""
+        and out up to :data:`winograd_f4.MAX_CHANNEL_PRODUCT` (memory), also in the first block,
+        whose convolutions run a band of rows at a time with its pooling (``embed_function``);
+        else F(2x2, 3x3) from :data:`MIN_CHANNELS` after the first block."""
         channels = min(weight.shape[:2])
-        if block == 0:
-            return None
         if winograd_f4.available() and channels >= winograd_f4.MIN_CHANNELS \
                 and weight.shape[0] * weight.shape[1] <= winograd_f4.MAX_CHANNEL_PRODUCT:
             return 'wino4'
-        return 'wino' if channels >= MIN_CHANNELS else None
+        return 'wino' if block > 0 and channels >= MIN_CHANNELS else None
 
     def _transform(self, i: int, op: str) -> Tensor:
         """The Winograd transform (``op``) of weight ``i``, made on first use."""

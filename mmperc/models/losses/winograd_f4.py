@@ -27,8 +27,9 @@ _POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2))
 #: Bytes of transformed tiles (input or output) per block of tile rows.
 BLOCK_BYTES = 8 * 2**20
 #: Fewest input and output channels for which the loss network uses it (below, oneDNN's direct
-#: convolution; 2-core Xeon, batch 2, forward / input gradient: 64 -> 128 at 128x128 11.6 / 13.8 ms
-#: against 15.7 / 15.5, 128 -> 256 at 64x64 8.7 / 9.0 against 15.7 / 15.7).
+#: convolution; ``benchmarks/bench_winograd_layers.py`` on a 2-core Xeon, batch 2, forward / input
+#: gradient: 64 -> 128 at 128x128 11.6 / 12.6 ms against 16.4 / 17.6, 128 -> 256 at 64x64 9.1 / 9.6
+#: against 17.2 / 17.9).
 MIN_CHANNELS = 64
 #: Most input x output channels for which the loss network uses it: its weight transform, kept
 #: from the first call, is 4x the weights (F(2x2, 3x3)'s 16/9). 512 -> 512 layers (36 MiB each

@@ -129,9 +129,11 @@ def _ops(net: RandomVGG, dtype=torch.float32):
 
 
 @needs_ext
-def test_plan_uses_f4_from_the_second_block():
-    """F(4x4, 3x3) from 64 channels, never in the first block (banded with its pooling)."""
-    assert _ops(_net()) == ['conv', 'conv', 'max', 'out', 'wino4', 'wino4', 'max', 'out', 'wino4', 'max', 'out']
+def test_plan_uses_f4_from_64_channels_but_never_first():
+    """F(4x4, 3x3) from 64 channels, in the first block too (banded with its pooling), but never
+    for the first convolution (it convolves the class maps as they are activated)."""
+    assert _ops(_net()) == ['conv', 'wino4', 'max', 'out', 'wino4', 'wino4', 'max', 'out', 'wino4', 'max', 'out']
+    assert _ops(RandomVGG(in_channels=64, num_convs=(1, 1), channels=(64, 64)))[0] == 'conv'
     assert 'wino4' not in _ops(_net(), torch.float64)
     assert 'wino4' not in _ops(_net(winograd=False))
     assert 'wino4' not in _ops(RandomVGG(in_channels=3, num_convs=(1, 1), channels=(8, 32)))
@@ -144,11 +146,19 @@ def test_plan_falls_back_to_f2_without_the_extension(monkeypatch):
 
 
 @needs_ext
-def test_network_matches_direct_convolutions():
-    """Features and input gradient of a network using F(4x4, 3x3) within float32 rounding of
-    the direct network's; the transforms are kept once per weight and dropped on a move."""
+@pytest.mark.parametrize('band_bytes', [None, 2 * 3 * 20 * 8 * 4])  # the default (one band here), or several
+def test_network_matches_direct_convolutions(band_bytes, monkeypatch):
+    """Features and input gradient of a network using F(4x4, 3x3), in the banded first block too,
+    within float32 rounding of the direct network's; the transforms are kept once per weight and
+    dropped on a move."""
+    from mmperc.models.losses import class_maps
+    if band_bytes is not None:
+        monkeypatch.setattr(class_maps, 'ROWS_PER_REACH', 2)
+        monkeypatch.setattr(class_maps, 'BAND_BYTES', band_bytes)
     fast, direct = _net(), _net(winograd=False)
     x = torch.randn(2, 3, 24, 20, generator=torch.Generator().manual_seed(0))
+    if band_bytes is not None:
+        assert len(class_maps.ClassMaps(x).bands(1, align=2)) > 2
     grads, feats = [], []
     for net in (fast, direct):
         xi = x.clone().requires_grad_()
@@ -159,7 +169,7 @@ def test_network_matches_direct_convolutions():
     for a, b in zip(*feats):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5 * float(grads[1].abs().max()))
-    assert sorted(op for _, op in fast._transforms) == ['wino4'] * 3
+    assert sorted(op for _, op in fast._transforms) == ['wino4'] * 4
     fast.double()
     assert not fast._transforms
 
