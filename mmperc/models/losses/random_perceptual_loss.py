@@ -210,7 +210,7 @@ class RandomPerceptualLoss(nn.Module):
             float32's; without them it is slower). None follows the caller.
             Defaults to None.
         winograd (bool): On the CPU in float32, run the 3x3 convolutions
-            after the first block from 64 channels as Winograd F(4x4, 3x3)
+            but the first, from 64 channels, as Winograd F(4x4, 3x3)
             (F(2x2, 3x3) for 512 -> 512 and without mmperc's C++ build;
             :class:`RandomVGG`), the loss's value within 1e-5 of direct
             convolutions, relative. False keeps no weight transforms.

@@ -103,11 +103,10 @@ class RandomVGG(nn.Module):
             Defaults to ``'paper'``.
         seed (int): Seed of the private generator. Defaults to 0.
         winograd (bool): On the CPU in float32, run the 3x3 convolutions
-            after the first block as Winograd convolutions: F(4x4, 3x3) (4x
-            fewer multiply-adds, C++ tile transforms built by ``pip install
+            but the first as Winograd convolutions: F(4x4, 3x3) (4x fewer
+            multiply-adds, C++ tile transforms built by ``pip install
             --no-build-isolation -e .``) from 64 channels in and out up to
-            256 x 512, else
-            F(2x2, 3x3) (2.25x) from
+            256 x 512, else F(2x2, 3x3) (2.25x) after the first block from
             :data:`~mmperc.models.losses.winograd.MIN_CHANNELS`; within a few
             1e-6 of the direct convolution, relative. Their weight transforms
             are kept from the first call (4x and 16/9 of those weights).
