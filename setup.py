@@ -1,5 +1,7 @@
 """Install mmperc: ``pip install --no-build-isolation -e .`` (use tools/setup_env.sh on a CPU machine)."""
+import os
 import os.path as osp
+import sysconfig
 import warnings
 
 from setuptools import find_packages, setup
@@ -45,17 +47,24 @@ class OptionalBuildExt(BuildExtension if BuildExtension is not None else object)
         try:  # torch checks the compiler for all extensions first (no compiler: raises here)
             super().run()
         except Exception as e:
-            self._skipped('mmperc.models.losses._winograd_f4', e)
+            for ext in self.extensions:
+                self._skipped(ext, e)
 
     def build_extension(self, ext) -> None:
         try:
             super().build_extension(ext)
         except Exception as e:  # a compiler error, no OpenMP, ...: the pure PyTorch path stays
-            self._skipped(ext.name, e)
+            self._skipped(ext, e)
 
-    @staticmethod
-    def _skipped(name: str, error: Exception) -> None:
-        warnings.warn(f'building {name} failed ({error}); mmperc runs without its C++ Winograd '
+    def _skipped(self, ext, error: Exception) -> None:
+        """Warn, and remove an earlier build of ``ext`` (in build/ and in place), so that no binary
+        of other sources is copied or imported: mmperc then runs without it."""
+        in_place = osp.join(osp.dirname(osp.abspath(__file__)),
+                            *ext.name.split('.')) + sysconfig.get_config_var('EXT_SUFFIX')
+        for path in {self.get_ext_fullpath(ext.name), in_place}:
+            if osp.exists(path):
+                os.remove(path)
+        warnings.warn(f'building {ext.name} failed ({error}); mmperc runs without its C++ Winograd '
                       'transforms (the loss is slower on the CPU)')
 
 
