@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .onehot_conv import gathers, onehot_conv2d
+from .winograd import winograd_conv3x3
 from .winograd_f4 import winograd_f4_conv3x3, winograd_f4_input_grad
 
 #: Bytes of activated class maps per band of rows on the CPU; maps up to this size run in one
@@ -316,15 +317,24 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
     return out
 
 
-def _block_conv(x: Tensor, op: str, weight: Tensor, pad: int) -> Tensor:
-    """A convolution after the first of the first block: direct, or ``'wino4'`` (``weight`` its
-    Winograd F(4x4, 3x3) transform)."""
-    return winograd_f4_conv3x3(x, weight) if op == 'wino4' else F.conv2d(x, weight, padding=pad)
+def plan_conv(x: Tensor, op: str, weight: Tensor, stride: int, pad: int) -> Tensor:
+    """A loss-network convolution of ``op``: ``'conv'`` (direct), or ``'wino'`` / ``'wino4'``
+    (``weight`` its Winograd F(2x2, 3x3) / F(4x4, 3x3) transform; stride 1)."""
+    if op == 'wino':
+        return winograd_conv3x3(x, weight)
+    if op == 'wino4':
+        return winograd_f4_conv3x3(x, weight)
+    return F.conv2d(x, weight, stride=stride, padding=pad)
 
 
-def _block_conv_input_grad(shape: Sequence[int], op: str, weight: Tensor, grad: Tensor, pad: int) -> Tensor:
-    """The input gradient of :func:`_block_conv` (any convolution of the first block)."""
-    return winograd_f4_input_grad(grad, weight) if op == 'wino4' else conv_input_grad(shape, weight, grad, 1, pad)
+def plan_conv_input_grad(shape: Sequence[int], op: str, weight: Tensor, grad: Tensor, stride: int,
+                         pad: int) -> Tensor:
+    """The input gradient of :func:`plan_conv` for an input of ``shape``."""
+    if op == 'wino':
+        return winograd_conv3x3(grad, weight, transpose=True)
+    if op == 'wino4':
+        return winograd_f4_input_grad(grad, weight)
+    return conv_input_grad(shape, weight, grad, stride, pad)
 
 
 def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], pad: int,
@@ -351,7 +361,7 @@ def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], 
         y = maps.conv_rows(a, b, layers[0][1], pad)
         for j, (op, weight) in enumerate(layers):  # exact on rows [start, stop) at the end
             if j:
-                y = _block_conv(y, op, weight, pad)
+                y = plan_conv(y, op, weight, 1, pad)
             if j + 1 < len(layers):
                 y = y.relu_()
                 if saved is not None:
@@ -404,7 +414,7 @@ def first_block_max_pool_input_grad(maps: ClassMaps, layers: Sequence[Tuple[str,
                                                             [1, 1], False, indices[:, :, lo:hi] - top * w)
         for j in reversed(range(len(layers))):  # exact on rows [start, stop) at the end
             op, weight = layers[j]
-            g = _block_conv_input_grad((n, weight.shape[1], bottom - top, w), op, weight, g, pad)
+            g = plan_conv_input_grad((n, weight.shape[1], bottom - top, w), op, weight, g, 1, pad)
             if j:
                 g = torch.where(masks[j - 1][:, :, top:bottom], g, g.new_zeros(()), out=g)
         g = g[:, :, start - top:stop - top]

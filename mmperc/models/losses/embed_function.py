@@ -7,10 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .class_maps import (ClassMaps, conv_input_grad, first_block_max_pool, first_block_max_pool_input_grad,
-                         first_conv, first_conv_input_grad, memory_format)
-from .winograd import winograd_conv3x3
-from .winograd_f4 import winograd_f4_conv3x3, winograd_f4_input_grad
+from .class_maps import (ClassMaps, first_block_max_pool, first_block_max_pool_input_grad, first_conv,
+                         first_conv_input_grad, memory_format, plan_conv, plan_conv_input_grad)
 
 
 Plan = Sequence[Tuple[str, Optional[Tensor], int]]
@@ -61,15 +59,6 @@ def _max_unpool(grad: Tensor, indices: Tensor, positive: Tensor, shape: torch.Si
                                                            False, indices)
 
 
-def _conv(x: Tensor, op: str, weight: Tensor, stride: int, pad: int) -> Tensor:
-    """The convolution of a plan's ``op`` (``weight`` a Winograd transform for ``'wino'``/``'wino4'``)."""
-    if op == 'wino':
-        return winograd_conv3x3(x, weight)
-    if op == 'wino4':
-        return winograd_f4_conv3x3(x, weight)
-    return F.conv2d(x, weight, stride=stride, padding=pad)
-
-
 def run_plan(maps: ClassMaps, plan: Plan, pad: int,
              saved: Optional[List[Tensor]] = None) -> Tuple[List[Tensor], List[torch.Size]]:
     """Run ``plan`` on ``maps``: ``('conv', w, stride)`` (+ReLU), ``('max', None, 0)``,
@@ -91,7 +80,7 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
                 x = first_conv(maps, weight, stride, pad)
             else:
                 shapes.append(x.shape)
-                x = _conv(x, op, weight, stride, pad)
+                x = plan_conv(x, op, weight, stride, pad)
             if not _feeds_max_pool(plan, i):  # else the ReLU runs after the pooling
                 x = x.relu_()
                 if saved is not None:
@@ -175,12 +164,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
                     grad = torch.where(mask, grad, grad.new_zeros(()), out=grad if owned else None)
                 if i == 0:
                     grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad)
-                elif op == 'wino':
-                    grad = winograd_conv3x3(grad, weight, transpose=True)
-                elif op == 'wino4':
-                    grad = winograd_f4_input_grad(grad, weight)
                 else:  # the gradient dtype follows the forward's (bf16 under autocast)
-                    grad = conv_input_grad(shape, weight, grad, stride, ctx.pad)
+                    grad = plan_conv_input_grad(shape, op, weight, grad, stride, ctx.pad)
                 owned = True
             elif op == 'max':
                 positive, indices = saved.pop(), saved.pop()

@@ -34,11 +34,17 @@ MIN_CHANNELS = 256
 
 def transform_weight(weight: Tensor) -> Tensor:
     """``(C_out, C_in, 3, 3)`` -> ``U = G g G^T`` as ``(16, C_in, C_out)`` (computed in float64)."""
+    return transform_with(weight, _G, 'F(2x2, 3x3)')
+
+
+def transform_with(weight: Tensor, g: Sequence[Sequence[float]], name: str) -> Tensor:
+    """``U = G g G^T`` of a ``(C_out, C_in, 3, 3)`` weight for the Winograd algorithm ``name``
+    whose ``G`` is ``g`` (t x 3), as ``(t * t, C_in, C_out)``, computed in float64."""
     if weight.shape[-2:] != (3, 3):
-        raise ValueError(f'Winograd F(2x2, 3x3) needs a 3x3 kernel, but got {tuple(weight.shape)}')
-    g = torch.tensor(_G, dtype=torch.float64, device=weight.device)
+        raise ValueError(f'Winograd {name} needs a 3x3 kernel, but got {tuple(weight.shape)}')
+    g = torch.tensor(g, dtype=torch.float64, device=weight.device)
     u = torch.einsum('ai,kcij,bj->abck', g, weight.to(torch.float64), g)
-    return u.reshape(16, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
+    return u.reshape(len(g)**2, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
 
 
 def _tile_transform(d: Sequence[Tensor], out: Sequence[Tensor]) -> None:

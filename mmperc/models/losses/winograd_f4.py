@@ -18,6 +18,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .winograd import transform_with
+
 try:
     from . import _winograd_f4 as _ext  # the C++ tile transforms (setup.py)
 except ImportError:  # not built: a checkout used without `pip install -e .`, or no compiler
@@ -114,11 +116,7 @@ def tile_transforms_source() -> str:
 
 def transform_weight(weight: Tensor) -> Tensor:
     """``(C_out, C_in, 3, 3)`` -> ``U = G g G^T`` as ``(36, C_in, C_out)`` (computed in float64)."""
-    if weight.shape[-2:] != (3, 3):
-        raise ValueError(f'Winograd F(4x4, 3x3) needs a 3x3 kernel, but got {tuple(weight.shape)}')
-    g = torch.tensor([[float(v) for v in row] for row in _matrices()[1]], dtype=torch.float64, device=weight.device)
-    u = torch.einsum('ai,kcij,bj->abck', g, weight.to(torch.float64), g)
-    return u.reshape(36, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
+    return transform_with(weight, [[float(v) for v in row] for row in _matrices()[1]], 'F(4x4, 3x3)')
 
 
 def _blocks(n: int, th: int, tw: int, channels: int, block_rows: Optional[int]) -> int:

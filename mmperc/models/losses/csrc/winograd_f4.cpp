@@ -15,7 +15,13 @@ constexpr int L = 16;
 
 namespace {
 
-void check(const at::Tensor& map, const at::Tensor& tiles, int64_t r0, const char* name) {
+// The sizes of a map (N, H, W, C) and of its tiles (36, N, R, TW, C), and the stride between
+// the tiles' 36 positions, once the two are checked to fit
+struct Sizes {
+  int64_t N, H, W, C, R, TW, stride;
+};
+
+Sizes checked_sizes(const at::Tensor& map, const at::Tensor& tiles, int64_t r0, const char* name) {
   TORCH_CHECK(map.dim() == 4 && tiles.dim() == 5 && tiles.size(0) == 36, name, ": expected a (N, H, W, C) map "
               "and (36, N, R, TW, C) tiles");
   TORCH_CHECK(map.scalar_type() == at::kFloat && tiles.scalar_type() == at::kFloat, name, ": float32 only");
@@ -23,6 +29,9 @@ void check(const at::Tensor& map, const at::Tensor& tiles, int64_t r0, const cha
   TORCH_CHECK(map.size(0) == tiles.size(1) && map.size(3) == tiles.size(4), name, ": batch or channels differ");
   TORCH_CHECK(tiles.size(3) == (map.size(2) + 3) / 4 && r0 >= 0 && r0 + tiles.size(2) <= (map.size(1) + 3) / 4,
               name, ": the tiles do not fit the map");
+  const int64_t N = map.size(0), H = map.size(1), W = map.size(2), C = map.size(3);
+  const int64_t R = tiles.size(2), TW = tiles.size(3);
+  return {N, H, W, C, R, TW, N * R * TW * C};
 }
 
 inline void load(const float* __restrict src, int c0, int l, float* __restrict d) {
@@ -46,9 +55,7 @@ using Transform = void (*)(const float (*)[L], float (*)[L]);
 // 4 * column - offset), zero outside the map, transformed by tf into 36 values per channel
 template <int S, Transform tf>
 void map_to_tiles(const at::Tensor& map, at::Tensor& tiles, int64_t r0, int64_t offset, const char* name) {
-  check(map, tiles, r0, name);
-  const int64_t N = map.size(0), H = map.size(1), W = map.size(2), C = map.size(3);
-  const int64_t R = tiles.size(2), TW = tiles.size(3), stride = N * R * TW * C;
+  const auto [N, H, W, C, R, TW, stride] = checked_sizes(map, tiles, r0, name);
   const float* mp = map.data_ptr<float>();
   float* tp = tiles.data_ptr<float>();
   const std::vector<float> zeros(C, 0.f);
@@ -80,9 +87,7 @@ void map_to_tiles(const at::Tensor& map, at::Tensor& tiles, int64_t r0, int64_t 
 // either parity run in turn) where they fall inside the map
 template <int S, Transform tf, bool ADD>
 void tiles_to_map(const at::Tensor& tiles, at::Tensor& map, int64_t r0, int64_t offset, const char* name) {
-  check(map, tiles, r0, name);
-  const int64_t N = map.size(0), H = map.size(1), W = map.size(2), C = map.size(3);
-  const int64_t R = tiles.size(2), TW = tiles.size(3), stride = N * R * TW * C;
+  const auto [N, H, W, C, R, TW, stride] = checked_sizes(map, tiles, r0, name);
   const float* tp = tiles.data_ptr<float>();
   float* mp = map.data_ptr<float>();
   for (int parity = 0; parity < (ADD ? 2 : 1); ++parity) {  // tile rows two apart never overlap
