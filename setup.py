@@ -22,20 +22,22 @@ def get_version() -> str:
 
 
 def get_ext_modules() -> list:
-    """mmperc.models.losses._winograd_f4 (CPU, OpenMP), when torch is importable."""
+    """The loss network's C++ kernels (CPU, OpenMP), when torch is importable:
+    mmperc.models.losses._winograd_f4 and mmperc.models.losses._max_pool_relu."""
     if CppExtension is None:
-        warnings.warn('torch is not importable while building mmperc: the C++ Winograd transforms are '
-                      'skipped (the loss falls back to its slower PyTorch path). Install torch first, '
-                      'then `pip install --no-build-isolation -e .`')
+        warnings.warn('torch is not importable while building mmperc: its C++ kernels are skipped (the '
+                      'loss falls back to its slower PyTorch path). Install torch first, then '
+                      '`pip install --no-build-isolation -e .`')
         return []
     return [
         CppExtension(
-            'mmperc.models.losses._winograd_f4', [osp.join(CSRC, 'winograd_f4.cpp')],
-            depends=[osp.join(CSRC, 'winograd_f4_tiles.h')],
+            f'mmperc.models.losses._{name}', [osp.join(CSRC, f'{name}.cpp')],
+            depends=[osp.join(CSRC, header) for header in headers],
             include_dirs=[osp.abspath(CSRC)],
             optional=True,  # a failed build is skipped, not copied (see OptionalBuildExt)
             extra_compile_args=['-O3', '-fopenmp'],
             extra_link_args=['-fopenmp'])
+        for name, headers in (('winograd_f4', ['winograd_f4_tiles.h']), ('max_pool_relu', []))
     ]
 
 
@@ -64,8 +66,8 @@ class OptionalBuildExt(BuildExtension if BuildExtension is not None else object)
         for path in {self.get_ext_fullpath(ext.name), in_place}:
             if osp.exists(path):
                 os.remove(path)
-        warnings.warn(f'building {ext.name} failed ({error}); mmperc runs without its C++ Winograd '
-                      'transforms (the loss is slower on the CPU)')
+        warnings.warn(f'building {ext.name} failed ({error}); mmperc runs without this C++ kernel '
+                      '(the loss is slower on the CPU)')
 
 
 setup(

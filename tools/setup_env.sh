@@ -65,10 +65,11 @@ say "step 5/5: mmperc in editable mode"
 "${PIP[@]}" install --no-build-isolation --no-deps -e "$ROOT" || fail "pip install -e . failed"
 "$VENV/bin/python" -c "import pkg_resources, mmcv.ops, mmseg.models, mmdet.models, mmperc" \
     || fail "import check failed" "see the traceback above"
-# setup.py skips a failed build of the C++ Winograd transforms (mmperc works without them, slower):
-# here, where mmcv was just compiled, a missing build is an error, not a silent slow path
-"$VENV/bin/python" -c "from mmperc.models.losses import winograd_f4; assert winograd_f4.available()" \
-    || fail "mmperc's C++ Winograd transforms did not build" \
+# setup.py skips a failed build of the C++ kernels (Winograd transforms, pooling; mmperc works without
+# them, slower): here, where mmcv was just compiled, a missing build is an error, not a silent slow path
+"$VENV/bin/python" -c "from mmperc.models.losses import max_pool_relu, winograd_f4
+assert winograd_f4.available() and max_pool_relu.available()" \
+    || fail "mmperc's C++ kernels did not build" \
         "needs g++ with OpenMP; see the compiler error: $VENV/bin/pip install --no-build-isolation --no-deps -v -e $ROOT"
 
 rm -f "$VENV"/.mmperc-setup-*

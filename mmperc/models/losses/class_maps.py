@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .layout import channels_last, memory_format
+from .max_pool_relu import max_pool_relu, max_pool_relu_backward, pooled_like, takes
 from .onehot_conv import gathers, onehot_conv2d
 from .winograd import winograd_conv3x3
 from .winograd_f4 import winograd_f4_conv3x3, winograd_f4_input_grad
@@ -36,16 +38,6 @@ DEVICE_BAND_BYTES = 256 * 2**20
 #: byte budget alone gave bands of 7 rows, 11-12% slower than bands of 16 or 33 (first layer).
 ROWS_PER_REACH = 16
 KINDS = ('none', 'softmax', 'sigmoid', 'onehot')
-
-
-def channels_last(x: Tensor) -> bool:
-    """Whether ``x`` (N, C, H, W) is stored channels-last (and not also NCHW-contiguous)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
-def memory_format(x: Tensor) -> torch.memory_format:
-    """``torch.channels_last`` for a channels-last ``x``, else ``torch.contiguous_format``."""
-    return torch.channels_last if channels_last(x) else torch.contiguous_format
 
 
 class ClassMaps:
@@ -354,9 +346,10 @@ def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], 
     the whole map (flat ``row * W + col``) and where the pooled map is positive."""
     n, c, h, w = maps.shape
     out: Optional[Tensor] = None
-    indices: Optional[Tensor] = None
+    indices: Optional[Tensor] = None  # PyTorch's argmax, or the C++ kernel's codes
     masks: List[Tensor] = []
     images = [slice(None)]
+    fused = False
     for start, stop, a, b in _bands(maps, 1, pad * len(layers), align=2):
         y = maps.conv_rows(a, b, layers[0][1], pad)
         for j, (op, weight) in enumerate(layers):  # exact on rows [start, stop) at the end
@@ -369,14 +362,20 @@ def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], 
                         masks.append(torch.empty((n, y.shape[1], h, w), dtype=torch.bool, device=y.device,
                                                  memory_format=memory_format(y)))
                     masks[j][:, :, start:stop] = y[:, :, start - a:stop - a] > 0
+        lo, hi = start // 2, stop // 2  # start is even; an odd last row is not pooled
         if out is None:
-            out = torch.empty((n, y.shape[1], h // 2, w // 2), dtype=y.dtype, device=y.device,
-                              memory_format=memory_format(y))
+            fused = takes(y)
+            out = pooled_like(y, h // 2) if fused else torch.empty(
+                (n, y.shape[1], h // 2, w // 2), dtype=y.dtype, device=y.device, memory_format=memory_format(y))
             if saved is not None:  # the argmax only for the backward (the target has none)
-                indices = torch.empty(out.shape, dtype=torch.int64, device=y.device, memory_format=memory_format(y))
+                indices = torch.empty(out.shape, dtype=torch.uint8 if fused else torch.int64, device=y.device,
+                                      memory_format=memory_format(out))
             if channels_last(y):
                 images = [slice(k, k + 1) for k in range(n)]
-        lo, hi = start // 2, stop // 2  # start is even; an odd last row is not pooled
+        if fused:  # the C++ kernel: the whole band, ReLU and codes included
+            max_pool_relu(y[:, :, start - a:stop - a], out[:, :, lo:hi],
+                          None if indices is None else indices[:, :, lo:hi])
+            continue
         for k in images:
             rows = y[k, :, start - a:stop - a]
             if indices is None:
@@ -390,6 +389,10 @@ def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], 
                 out[k, :, lo:hi], indices[k, :, lo:hi] = F.max_pool2d(rows, 2, 2, return_indices=True)
         if indices is not None:
             indices[:, :, lo:hi].add_(start * w)
+    if fused:
+        if saved is not None:
+            saved += masks + [indices]
+        return out
     out.relu_()
     if saved is not None:
         saved += masks + [indices, out > 0]
@@ -397,21 +400,25 @@ def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], 
 
 
 def first_block_max_pool_input_grad(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], grad: Tensor,
-                                    indices: Tensor, masks: Sequence[Tensor], pad: int) -> Tensor:
+                                    routing: Sequence[Tensor], masks: Sequence[Tensor], pad: int) -> Tensor:
     """Gradient w.r.t. the source of ``maps`` from the gradient w.r.t. the pooled output of
-    :func:`first_block_max_pool` (its last ReLU's mask applied), a band of rows at a time: each
-    band routes the pooled gradient of the windows around it back to full resolution (the
-    pooling kernel's own backward), then through the convolutions and the ReLU ``masks``."""
+    :func:`first_block_max_pool`, a band of rows at a time: each band routes the pooled gradient of
+    the windows around it back to full resolution, by the codes of the C++ kernel (``routing``
+    ``[codes]``) or the pooling kernel's own backward (``[argmax]``, the last ReLU's mask
+    applied to ``grad`` already), then through the convolutions and the ReLU ``masks``."""
     n, c, h, w = maps.shape
     bands = _bands(maps, 1, pad * len(layers), align=2)
     out = maps.new_grad() if len(bands) > 1 else None
     for start, stop, a, b in bands:
         top, bottom = a - a % 2, min(b + b % 2, h)  # the whole pooling windows over rows [a, b)
         lo, hi = top // 2, top // 2 + (bottom - top) // 2
-        like = torch.empty((n, grad.shape[1], bottom - top, w), dtype=grad.dtype, device=grad.device,
-                           memory_format=memory_format(indices))
-        g = torch.ops.aten.max_pool2d_with_indices_backward(grad[:, :, lo:hi], like, [2, 2], [2, 2], [0, 0],
-                                                            [1, 1], False, indices[:, :, lo:hi] - top * w)
+        shape = (n, grad.shape[1], bottom - top, w)
+        if routing[0].dtype == torch.uint8:
+            g = max_pool_relu_backward(grad[:, :, lo:hi], routing[0][:, :, lo:hi], shape)
+        else:
+            like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=memory_format(routing[0]))
+            g = torch.ops.aten.max_pool2d_with_indices_backward(grad[:, :, lo:hi], like, [2, 2], [2, 2], [0, 0],
+                                                                [1, 1], False, routing[0][:, :, lo:hi] - top * w)
         for j in reversed(range(len(layers))):  # exact on rows [start, stop) at the end
             op, weight = layers[j]
             g = plan_conv_input_grad((n, weight.shape[1], bottom - top, w), op, weight, g, 1, pad)

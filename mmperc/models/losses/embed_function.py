@@ -8,7 +8,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .class_maps import (ClassMaps, first_block_max_pool, first_block_max_pool_input_grad, first_conv,
-                         first_conv_input_grad, memory_format, plan_conv, plan_conv_input_grad)
+                         first_conv_input_grad, plan_conv, plan_conv_input_grad)
+from .max_pool_relu import pool, pop_routing, unpool
 
 
 Plan = Sequence[Tuple[str, Optional[Tensor], int]]
@@ -35,28 +36,6 @@ def _banded_block(plan: Plan) -> int:
 def _out_channels(op: str, weight: Tensor) -> int:
     """Output channels of a plan's convolution (a Winograd transform is ``(tiles, C_in, C_out)``)."""
     return weight.shape[-1] if op in ('wino', 'wino4') else weight.shape[0]
-
-
-def _max_pool_relu(x: Tensor, saved: Optional[List[Tensor]]) -> Tensor:
-    """``relu(max_pool2d(x, 2, 2))``, equal to pooling after the ReLU (ReLU is monotone),
-    at a quarter of the ReLU's cost. With ``saved``, appends the argmax indices (computed by
-    the pooling kernel anyway) and where the pooled map is positive: the ReLU's gradient."""
-    if saved is None:
-        return F.max_pool2d(x, 2, 2).relu_()
-    pooled, indices = F.max_pool2d(x, 2, 2, return_indices=True)
-    pooled.relu_()
-    saved += [indices, pooled > 0]
-    return pooled
-
-
-def _max_unpool(grad: Tensor, indices: Tensor, positive: Tensor, shape: torch.Size) -> Tensor:
-    """The gradient of :func:`_max_pool_relu` w.r.t. its input of ``shape``: the ReLU's mask,
-    then the pooling kernel's own backward (each window's winner, as ``max_pool2d`` picks it)."""
-    grad = torch.where(positive, grad, grad.new_zeros(()))
-    # the kernel reads only the size and memory format of the input: an unwritten stand-in
-    like = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=memory_format(indices))
-    return torch.ops.aten.max_pool2d_with_indices_backward(grad, like, [2, 2], [2, 2], [0, 0], [1, 1],
-                                                           False, indices)
 
 
 def run_plan(maps: ClassMaps, plan: Plan, pad: int,
@@ -87,7 +66,7 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
                     saved.append(x > 0)
         elif op == 'max':
             shapes.append(x.shape)
-            x = _max_pool_relu(x, saved)
+            x = pool(x, saved)
         elif op == 'avg':
             shapes.append(x.shape)
             x = F.avg_pool2d(x, 2, 2)
@@ -137,7 +116,7 @@ class FrozenVGGEmbed(torch.autograd.Function):
         owned = False  # whether grad is a tensor this backward made (and may overwrite)
         plan = ctx.plan
         banded = _banded_block(plan)
-        first_indices: Optional[Tensor] = None  # the first block's pooling argmax, when banded
+        first_routing: List[Tensor] = []  # the first block's pooling codes or argmax, when banded
         first_masks: List[Tensor] = []  # and its ReLU masks, last first
         for i in reversed(range(len(plan))):
             op, weight, stride = plan[i]
@@ -157,7 +136,7 @@ class FrozenVGGEmbed(torch.autograd.Function):
                     first_masks += [] if mask is None else [mask]
                     if i == 0:
                         layers = [(o, wt) for o, wt, _ in plan[:banded]]
-                        grad = first_block_max_pool_input_grad(ctx.maps, layers, grad, first_indices,
+                        grad = first_block_max_pool_input_grad(ctx.maps, layers, grad, first_routing,
                                                                first_masks[::-1], ctx.pad)
                     continue
                 if mask is not None:  # where(): no float copy of the bool mask, as a product makes
@@ -168,14 +147,16 @@ class FrozenVGGEmbed(torch.autograd.Function):
                     grad = plan_conv_input_grad(shape, op, weight, grad, stride, ctx.pad)
                 owned = True
             elif op == 'max':
-                positive, indices = saved.pop(), saved.pop()
+                routing = pop_routing(saved)
                 if grad is None:
                     continue
                 if i == banded:  # routed band by band with the first block's gradient
-                    grad = torch.where(positive, grad, grad.new_zeros(()), out=grad if owned else None)
-                    first_indices, owned = indices, True
+                    if len(routing) == 2:  # PyTorch's argmax: the ReLU's mask applied here
+                        grad = torch.where(routing[1], grad, grad.new_zeros(()), out=grad if owned else None)
+                        owned = True
+                    first_routing = routing[:1]
                 else:
-                    grad, owned = _max_unpool(grad, indices, positive, shape), True
+                    grad, owned = unpool(grad, routing, shape), True
             elif grad is not None:
                 up = F.interpolate(grad, scale_factor=2, mode='nearest') / 4
                 grad = F.pad(up, (0, shape[-1] - up.shape[-1], 0, shape[-2] - up.shape[-2]))

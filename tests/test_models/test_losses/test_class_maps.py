@@ -5,7 +5,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from mmperc.models import RandomPerceptualLoss, RandomVGG
 from mmperc.models.losses import class_maps
-from mmperc.models.losses.class_maps import ClassMaps, memory_format
+from mmperc.models.losses.class_maps import ClassMaps
+from mmperc.models.losses.layout import memory_format
 
 C = 7
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from mmperc.models import RandomVGG
+from mmperc.models.losses import max_pool_relu
 
 
 @pytest.mark.parametrize('num_convs,channels', [((2, 2, 3, 3, 3), (64, 128, 256, 512, 512)),
@@ -196,10 +197,16 @@ def test_weights_follow_the_inputs_device(monkeypatch):
     assert all(w.is_contiguous() for w in net.weights())  # NCHW off the CPU
 
 
+@pytest.mark.parametrize('kernel', [True, False])
 @pytest.mark.parametrize('downsample', ['maxpool', 'avgpool', 'conv'])
-def test_backward_keeps_masks_and_pooling_indices_only(downsample):
-    """Only bool masks and max pooling's int64 argmax are kept: a byte per ReLU output (autograd:
-    4 for its input and 4 for its output), or, before a max pooling, 8 + 1 bytes per window."""
+def test_backward_keeps_masks_and_pooling_indices_only(downsample, kernel, monkeypatch):
+    """Only bool masks and what max pooling routes by are kept: a byte per ReLU output (autograd:
+    4 for its input and 4 for its output), or, before a max pooling, one byte per window (the C++
+    kernel's code) or 8 + 1 (PyTorch's int64 argmax and the ReLU's mask, without the kernel)."""
+    if not kernel:
+        monkeypatch.setattr(max_pool_relu, '_ext', None)
+    elif not max_pool_relu.available():
+        pytest.skip('the C++ pooling kernel is not built')
     net = RandomVGG(in_channels=3, num_convs=(2, 2, 3), channels=(8, 16, 16), downsample=downsample)
     x = torch.randn(2, 3, 33, 40, requires_grad=True)
     kept = []
@@ -214,10 +221,12 @@ def test_backward_keeps_masks_and_pooling_indices_only(downsample):
                 activations += h.numel()
             elif op in ('max', 'avg'):
                 h = torch.nn.functional.max_pool2d(h, 2, 2)
-    indices = torch.int64 if downsample == 'maxpool' else torch.bool
-    assert kept and all(t.dtype in (torch.bool, indices) for t in kept)
+    routing = torch.bool if downsample != 'maxpool' else torch.uint8 if kernel else torch.int64
+    assert kept and all(t.dtype in (torch.bool, routing) for t in kept)
+    assert downsample != 'maxpool' or any(t.dtype == routing for t in kept)
     kept_bytes = sum(t.numel() * t.element_size() for t in kept)
-    # 3 of the 7 convs feed a pooling (9 / 4 bytes per activation), the others keep 1 byte
-    assert kept_bytes <= (1.75 if downsample == 'maxpool' else 1.0) * activations
+    # 3 of the 7 convs feed a max pooling (9 / 4 or 1 / 4 bytes per activation), the others keep 1 byte
+    bound = {torch.bool: 1.0, torch.int64: 1.75, torch.uint8: 0.7}[routing]  # the codes: 0.64 here
+    assert kept_bytes <= bound * activations
     feats[-1].sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
