@@ -82,9 +82,10 @@ class FrozenVGGEmbed(torch.autograd.Function):
     argmax of every max pooling for the backward pass. The weights are frozen, so the
     input gradient of a conv needs the weight only, and a ReLU needs only where its
     output is positive. This function keeps a bool mask per ReLU instead; a ReLU
-    followed by a max pooling runs after it (on a quarter of the elements) and keeps
-    its mask at the pooled size, beside the argmax the pooling kernel computes anyway,
-    whose own backward then routes the gradient. The input's activation
+    followed by a max pooling runs after it (on a quarter of the elements), and the two
+    keep one byte per pooled output, where its gradient goes (:mod:`.max_pool_relu`'s C++
+    kernel; without it, the ReLU's mask at the pooled size beside the argmax PyTorch's
+    pooling computes anyway, whose own backward then routes the gradient). The input's activation
     (:class:`ClassMaps`) runs inside the first convolution, a band of rows at a time,
     and so does its backward; when the first block ends in a max pooling, its
     convolutions and the pooling run in the same bands (:func:`first_block_max_pool`), so
