@@ -9,7 +9,9 @@ from torch.autograd.function import once_differentiable
 
 from .class_maps import (ClassMaps, first_block_max_pool, first_block_max_pool_input_grad, first_conv,
                          first_conv_input_grad, plan_conv, plan_conv_input_grad)
+from . import max_pool_relu
 from .max_pool_relu import pool, pop_routing, unpool
+from .winograd_f4 import winograd_f4_conv3x3_max_pool, winograd_f4_input_grad_unpool
 
 
 Plan = Sequence[Tuple[str, Optional[Tensor], int]]
@@ -38,14 +40,24 @@ def _out_channels(op: str, weight: Tensor) -> int:
     return weight.shape[-1] if op in ('wino', 'wino4') else weight.shape[0]
 
 
-def run_plan(maps: ClassMaps, plan: Plan, pad: int,
-             saved: Optional[List[Tensor]] = None) -> Tuple[List[Tensor], List[torch.Size]]:
+def _pools_in_transform(plan: Plan, i: int) -> bool:
+    """Whether the convolution ``plan[i]`` pools its outputs in its F(4x4, 3x3) output transform
+    (:func:`winograd_f4_conv3x3_max_pool`): a ``'wino4'`` before a max pooling, the pooling
+    kernel built."""
+    return plan[i][0] == 'wino4' and _feeds_max_pool(plan, i) and max_pool_relu.available()
+
+
+def run_plan(maps: ClassMaps, plan: Plan, pad: int, saved: Optional[List[Tensor]] = None,
+             pooled_convs: Optional[List[int]] = None) -> Tuple[List[Tensor], List[torch.Size]]:
     """Run ``plan`` on ``maps``: ``('conv', w, stride)`` (+ReLU), ``('max', None, 0)``,
     ``('avg', None, 0)``, ``('out', None, 0)``. Returns the block outputs and the input shape
-    of every op. With ``saved``, appends what :class:`FrozenVGGEmbed`'s backward needs."""
+    of every op. With ``saved``, appends what :class:`FrozenVGGEmbed`'s backward needs, and to
+    ``pooled_convs`` the index of every convolution that pooled its own outputs."""
     shapes: List[torch.Size] = []
     outputs: List[Tensor] = []
     x: Optional[Tensor] = None
+    code: Optional[Tensor] = None
+    pooled = False  # whether the last convolution pooled its outputs (the max pooling after it is done)
     banded = _banded_block(plan)
     for i, (op, weight, stride) in enumerate(plan):
         if banded and i <= banded:  # the first block: its convolutions and max pooling at once
@@ -57,6 +69,15 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
             if x is None:
                 shapes.append(maps.shape)
                 x = first_conv(maps, weight, stride, pad)
+            elif _pools_in_transform(plan, i):
+                shapes.append(x.shape)
+                n, _, h, w = x.shape
+                code = None if saved is None else torch.empty(
+                    (n, weight.shape[2], h // 2, w // 2), dtype=torch.uint8, memory_format=torch.channels_last)
+                x, pooled = winograd_f4_conv3x3_max_pool(x, weight, code), True
+                if pooled_convs is not None:
+                    pooled_convs.append(i)
+                continue
             else:
                 shapes.append(x.shape)
                 x = plan_conv(x, op, weight, stride, pad)
@@ -64,6 +85,12 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int,
                 x = x.relu_()
                 if saved is not None:
                     saved.append(x > 0)
+        elif op == 'max' and pooled:  # by the convolution: its output's shape, its codes
+            n, c, h, w = shapes[-1]
+            shapes.append(torch.Size((n, x.shape[1], h, w)))
+            if saved is not None:
+                saved.append(code)
+            pooled = False
         elif op == 'max':
             shapes.append(x.shape)
             x = pool(x, saved)
@@ -98,7 +125,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
         ctx.input_dtype = x.dtype
         ctx.set_materialize_grads(False)  # unused block outputs: None, not zeros to add
         saved: List[Tensor] = []
-        outputs, shapes = run_plan(maps, plan, pad, saved)
+        ctx.pooled_convs = []
+        outputs, shapes = run_plan(maps, plan, pad, saved, ctx.pooled_convs)
         ctx.plan, ctx.pad, ctx.shapes, ctx.maps = plan, pad, shapes, maps
         packed = maps.pack()
         ctx.num_masks = len(saved)
@@ -119,6 +147,7 @@ class FrozenVGGEmbed(torch.autograd.Function):
         banded = _banded_block(plan)
         first_routing: List[Tensor] = []  # the first block's pooling codes or argmax, when banded
         first_masks: List[Tensor] = []  # and its ReLU masks, last first
+        code: Optional[Tensor] = None  # the codes of a convolution that pooled its outputs
         for i in reversed(range(len(plan))):
             op, weight, stride = plan[i]
             if op == 'out':
@@ -144,6 +173,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
                     grad = torch.where(mask, grad, grad.new_zeros(()), out=grad if owned else None)
                 if i == 0:
                     grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad)
+                elif i in ctx.pooled_convs:  # grad is pooled: routed by the codes as the tiles are made
+                    grad = winograd_f4_input_grad_unpool(grad, code, weight, shape)
                 else:  # the gradient dtype follows the forward's (bf16 under autocast)
                     grad = plan_conv_input_grad(shape, op, weight, grad, stride, ctx.pad)
                 owned = True
@@ -156,6 +187,8 @@ class FrozenVGGEmbed(torch.autograd.Function):
                         grad = torch.where(routing[1], grad, grad.new_zeros(()), out=grad if owned else None)
                         owned = True
                     first_routing = routing[:1]
+                elif i - 1 in ctx.pooled_convs:  # unpooled by the convolution's backward
+                    code = routing[0]
                 else:
                     grad, owned = unpool(grad, routing, shape), True
             elif grad is not None:

@@ -13,7 +13,7 @@ gradient is the algorithm's own transpose, ``B [U^T (A dY A^T)] B^T`` added tile
 uses the forward's weight transform and no second one.
 """
 from fractions import Fraction
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -136,26 +136,31 @@ def _check(x: Tensor, u: Tensor, channels: int) -> None:
                          f'but x has shape {tuple(x.shape)}')
 
 
-def _by_tile_rows(src: Tensor, u: Tensor, out: Tensor, to_tiles, from_tiles, block_rows: Optional[int]) -> Tensor:
-    """Blocks of tile rows of ``src`` (N, C, H, W): ``to_tiles``, the 36 products with ``u``
-    (36, C, K), ``from_tiles`` into ``out`` (N, H, W, K); returns ``out`` as (N, K, H, W)."""
-    n, c, h, w = src.shape
+def _by_tile_rows(shape: Sequence[int], u: Tensor, to_tiles: Callable[[Tensor, int], None],
+                  from_tiles: Callable[[Tensor, int], None], block_rows: Optional[int]) -> None:
+    """Blocks of tile rows of a map of ``shape`` (N, C, H, W): ``to_tiles(v, r0)`` writes the
+    block's tiles ``v`` (36, N, R, TW, C) from tile row ``r0`` on, the 36 products with ``u``
+    (36, C, K) are taken, and ``from_tiles(m, r0)`` reads them back (36, N, R, TW, K)."""
+    n, c, h, w = shape
     k = u.shape[2]
-    if src.numel() == 0 or out.numel() == 0:  # nothing to transform (an empty batch, map or channels)
-        return out.permute(0, 3, 1, 2)
+    if n * c * h * w == 0 or k == 0:  # nothing to transform (an empty batch, map or channels)
+        return
     th, tw = (h + 3) // 4, (w + 3) // 4
     rows = _blocks(n, th, tw, max(c, k), block_rows)
-    src = src.permute(0, 2, 3, 1).contiguous()
-    tiles = src.new_empty(36 * n * rows * tw * c)
-    products = src.new_empty(36 * n * rows * tw * k)
+    tiles = u.new_empty(36 * n * rows * tw * c)
+    products = u.new_empty(36 * n * rows * tw * k)
     for r0 in range(0, th, rows):
         r = min(rows, th - r0)
         v = tiles[:36 * n * r * tw * c].view(36, n, r, tw, c)
         m = products[:36 * n * r * tw * k].view(36, n, r, tw, k)
-        to_tiles(src, v, r0)
+        to_tiles(v, r0)
         torch.bmm(v.view(36, -1, c), u, out=m.view(36, -1, k))
-        from_tiles(m, out, r0)
-    return out.permute(0, 3, 1, 2)
+        from_tiles(m, r0)
+
+
+def _nhwc(x: Tensor) -> Tensor:
+    """``x`` (N, C, H, W) as a contiguous (N, H, W, C) tensor (a view when it is channels-last)."""
+    return x.permute(0, 2, 3, 1).contiguous()
 
 
 def winograd_f4_conv3x3(x: Tensor, u: Tensor, block_rows: Optional[int] = None) -> Tensor:
@@ -172,8 +177,25 @@ def winograd_f4_conv3x3(x: Tensor, u: Tensor, block_rows: Optional[int] = None) 
     """
     _check(x, u, u.shape[1])
     n, _, h, w = x.shape
-    out = x.new_empty(n, h, w, u.shape[2])
-    return _by_tile_rows(x, u, out, _ext.input_transform, _ext.output_transform, block_rows)
+    src, out = _nhwc(x), x.new_empty(n, h, w, u.shape[2])
+    _by_tile_rows(x.shape, u, lambda v, r0: _ext.input_transform(src, v, r0),
+                  lambda m, r0: _ext.output_transform(m, out, r0), block_rows)
+    return out.permute(0, 3, 1, 2)
+
+
+def winograd_f4_conv3x3_max_pool(x: Tensor, u: Tensor, code: Optional[Tensor] = None,
+                                 block_rows: Optional[int] = None) -> Tensor:
+    """``relu(max_pool2d(conv2d(x, weight, padding=1), 2, 2))``, the convolution's outputs pooled
+    as its output transform makes them, never written whole; with ``code`` (uint8, the pooled
+    shape, channels-last), each pooled output's code (:mod:`.max_pool_relu`) written there.
+    Arguments as :func:`winograd_f4_conv3x3`; returns ``(N, C_out, H // 2, W // 2)``, channels-last."""
+    _check(x, u, u.shape[1])
+    n, _, h, w = x.shape
+    src, pooled = _nhwc(x), x.new_empty(n, h // 2, w // 2, u.shape[2])
+    codes = None if code is None else code.permute(0, 2, 3, 1)
+    _by_tile_rows(x.shape, u, lambda v, r0: _ext.input_transform(src, v, r0),
+                  lambda m, r0: _ext.output_transform_max_pool(m, pooled, codes, r0, h, w), block_rows)
+    return pooled.permute(0, 3, 1, 2)
 
 
 def winograd_f4_input_grad(grad: Tensor, u: Tensor, block_rows: Optional[int] = None) -> Tensor:
@@ -182,9 +204,26 @@ def winograd_f4_input_grad(grad: Tensor, u: Tensor, block_rows: Optional[int] = 
     transposed weight, computed as the transpose of the forward's tile algorithm."""
     _check(grad, u, u.shape[2])
     n, _, h, w = grad.shape
+    src = _nhwc(grad)
     out = grad.new_zeros(n, h, w, u.shape[1])  # the tiles overlap: their gradients are added
-    return _by_tile_rows(grad, u.transpose(1, 2), out, _ext.grad_output_transform, _ext.grad_input_transform,
-                         block_rows)
+    _by_tile_rows((n, u.shape[2], h, w), u.transpose(1, 2), lambda v, r0: _ext.grad_output_transform(src, v, r0),
+                  lambda m, r0: _ext.grad_input_transform(m, out, r0), block_rows)
+    return out.permute(0, 3, 1, 2)
+
+
+def winograd_f4_input_grad_unpool(grad: Tensor, code: Tensor, u: Tensor, shape: Sequence[int],
+                                  block_rows: Optional[int] = None) -> Tensor:
+    """The input gradient (of ``shape``, N x C_in x H x W) of :func:`winograd_f4_conv3x3_max_pool`
+    from its pooled output's ``grad`` and ``code``, routed to the tiles of the convolution's
+    output gradient as they are made, which is never written whole; channels-last."""
+    _check(grad, u, u.shape[2])
+    n, _, h, w = shape
+    src, codes = _nhwc(grad), code.permute(0, 2, 3, 1)
+    out = grad.new_zeros(n, h, w, u.shape[1])
+    _by_tile_rows((n, u.shape[2], h, w), u.transpose(1, 2),
+                  lambda v, r0: _ext.grad_output_transform_unpool(src, codes, v, r0, h, w),
+                  lambda m, r0: _ext.grad_input_transform(m, out, r0), block_rows)
+    return out.permute(0, 3, 1, 2)
 
 
 if __name__ == '__main__':

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from mmperc.models import RandomVGG
-from mmperc.models.losses import class_maps, max_pool_relu
+from mmperc.models.losses import class_maps, embed_function, max_pool_relu, winograd_f4
 from mmperc.models.losses.class_maps import ClassMaps
 from mmperc.models.losses.max_pool_relu import NO_GRADIENT, pool, pop_routing, unpool
 
@@ -117,13 +117,14 @@ def test_takes_cpu_float32_channels_last_rows_only():
 @pytest.mark.parametrize('num_convs', [(1, 1, 1), (2, 2, 1)])
 @pytest.mark.parametrize('banded', [False, True])
 @pytest.mark.parametrize('logits', ['random', 'regions'])
-def test_network_equals_pytorch_pooling(num_convs, banded, logits, monkeypatch):
+@pytest.mark.parametrize('channels', [(16, 24, 32), (64, 64, 128)])
+def test_network_equals_pytorch_pooling(num_convs, banded, logits, channels, monkeypatch):
     """The loss network's features and input gradient in float32 are those of PyTorch's pooling
     (the kernel monkeypatched away), bitwise: with the first block banded or whole, one or two
-    convolutions in it, and logits constant over regions (as a one-hot target is), which tie
-    windows."""
+    convolutions in it, logits constant over regions (as a one-hot target is), which tie
+    windows, and (64 channels) F(4x4, 3x3) convolutions that pool in their output transform."""
     g = torch.Generator().manual_seed(3)
-    net = RandomVGG(in_channels=5, num_convs=num_convs, channels=(16, 24, 32))
+    net = RandomVGG(in_channels=5, num_convs=num_convs, channels=channels)
     if banded:
         monkeypatch.setattr(class_maps, 'BAND_BYTES', 2 * 5 * 30 * 4 * 8)
     assert (len(ClassMaps(torch.zeros(2, 5, 30, 30)).bands(1, align=2)) > 1) == banded
@@ -132,7 +133,10 @@ def test_network_equals_pytorch_pooling(num_convs, banded, logits, monkeypatch):
         source = F.one_hot(labels, 5).permute(0, 3, 1, 2).float() * 4
     else:
         source = torch.randn(2, 5, 30, 30, generator=g)
-    results = []
+    results, pooled_in_transform = [], []
+    real = embed_function.winograd_f4_conv3x3_max_pool
+    monkeypatch.setattr(embed_function, 'winograd_f4_conv3x3_max_pool',
+                        lambda *args, **kwargs: pooled_in_transform.append(1) or real(*args, **kwargs))
     for ext in (max_pool_relu._ext, None):
         monkeypatch.setattr(max_pool_relu, '_ext', ext)
         x = source.clone().requires_grad_()
@@ -143,3 +147,4 @@ def test_network_equals_pytorch_pooling(num_convs, banded, logits, monkeypatch):
         results.append(feats + [x.grad])
     for a, b in zip(*results):
         assert torch.equal(a, b)
+    assert bool(pooled_in_transform) == (channels[1] == 64 and winograd_f4.available())

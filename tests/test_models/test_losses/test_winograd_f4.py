@@ -7,9 +7,10 @@ import torch.nn.functional as F
 from torch.nn.grad import conv2d_input
 
 from mmperc.models import RandomVGG
-from mmperc.models.losses import winograd_f4
+from mmperc.models.losses import max_pool_relu, winograd_f4
 from mmperc.models.losses.winograd_f4 import (_matrices, tile_transforms_source, transform_weight,
-                                              winograd_f4_conv3x3, winograd_f4_input_grad)
+                                              winograd_f4_conv3x3, winograd_f4_conv3x3_max_pool,
+                                              winograd_f4_input_grad, winograd_f4_input_grad_unpool)
 
 needs_ext = pytest.mark.skipif(not winograd_f4.available(), reason='the C++ extension is not built')
 HEADER = Path(winograd_f4.__file__).parent / 'csrc' / 'winograd_f4_tiles.h'
@@ -113,6 +114,51 @@ def test_kernels_check_their_tensors(name):
             kernel(bad_map, bad_tiles, r0)
 
 
+@needs_ext
+@pytest.mark.parametrize('size', [(8, 8), (7, 9), (2, 5), (13, 4), (6, 11), (1, 4)])
+@pytest.mark.parametrize('block_rows', [None, 1, 2])
+@pytest.mark.parametrize('channels', [(5, 6), (20, 33)])
+def test_pooled_in_the_transforms_equals_pooling_after(size, block_rows, channels):
+    """The convolution pooled in its output transform, and its input gradient routed from the
+    pooled gradient in the output gradient's transform, equal the convolution then the pooling
+    kernel (and back), bitwise: odd sizes (rows and columns in no window), tiles holding windows
+    past the pooled map, one or two tile rows per block, channels off the 16-channel blocks."""
+    x, w = _inputs(*channels, size, seed=sum(size))
+    u = transform_weight(w)
+    y = winograd_f4_conv3x3(x, u)
+    expected = max_pool_relu.pooled_like(y)
+    expected_code = torch.empty(expected.shape, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    max_pool_relu.max_pool_relu(y, expected, expected_code)
+    code = torch.full(expected.shape, 9, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+    pooled = winograd_f4_conv3x3_max_pool(x, u, code, block_rows=block_rows)
+    assert torch.equal(pooled, expected) and torch.equal(code, expected_code)
+    assert torch.equal(winograd_f4_conv3x3_max_pool(x, u, block_rows=block_rows), expected)  # no codes
+    g = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1))
+    dy = max_pool_relu.max_pool_relu_backward(g, code, y.shape)
+    grad = winograd_f4_input_grad_unpool(g, code, u, x.shape, block_rows=block_rows)
+    assert grad.shape == x.shape and torch.equal(grad, winograd_f4_input_grad(dy, u))
+
+
+@needs_ext
+def test_pooling_transforms_check_their_tensors():
+    """The C++ side refuses pooled maps, codes or tiles that do not fit, with the kernel's name."""
+    tiles, pooled = torch.zeros(36, 1, 2, 2, 4), torch.zeros(1, 4, 4, 4)
+    code = torch.zeros(1, 4, 4, 4, dtype=torch.uint8)
+    winograd_f4._ext.output_transform_max_pool(tiles, pooled, code, 0, 8, 8)
+    winograd_f4._ext.grad_output_transform_unpool(pooled, code, tiles, 0, 8, 8)
+    bad = [(tiles, torch.zeros(1, 3, 4, 4), code, 0, 8, 8),  # not the map pooled
+           (tiles, pooled, code[:, :3], 0, 8, 8),  # codes of another shape
+           (tiles, pooled, code.float(), 0, 8, 8),  # codes not bytes
+           (tiles, pooled, code, 1, 8, 8),  # past the last tile row
+           (tiles, torch.zeros(1, 6, 6, 4), torch.zeros(1, 6, 6, 4, dtype=torch.uint8), 0, 12, 12),  # more tiles
+           (tiles, pooled.transpose(1, 2), code, 0, 8, 8)]
+    for t, p, c, r0, h, w in bad:
+        with pytest.raises(RuntimeError, match='output_transform_max_pool'):
+            winograd_f4._ext.output_transform_max_pool(t, p, c, r0, h, w)
+        with pytest.raises(RuntimeError, match='grad_output_transform_unpool'):
+            winograd_f4._ext.grad_output_transform_unpool(p, c, t, r0, h, w)
+
+
 def test_without_the_extension_a_clear_error(monkeypatch):
     monkeypatch.setattr(winograd_f4, '_ext', None)
     x, w = _inputs(5, 6, (8, 8))
@@ -192,3 +238,7 @@ def test_empty_inputs_give_empty_outputs(shape):
     if winograd_f4.available():
         assert winograd_f4_conv3x3(x, transform_weight(w)).shape == (shape[0], 6, *shape[2:])
         assert winograd_f4_input_grad(torch.zeros(shape[0], 6, *shape[2:]), transform_weight(w)).shape == shape
+        pooled = (shape[0], 6, shape[2] // 2, shape[3] // 2)
+        assert winograd_f4_conv3x3_max_pool(x, transform_weight(w)).shape == pooled
+        code = torch.zeros(pooled, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
+        assert winograd_f4_input_grad_unpool(torch.zeros(pooled), code, transform_weight(w), shape).shape == shape

@@ -13,49 +13,16 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "max_pool_window.h"
+
 namespace {
 
 constexpr int L = 16;
-constexpr uint8_t NO_GRADIENT = 4;
 
 void check_map(const at::Tensor& t, at::ScalarType type, const char* name) {
   TORCH_CHECK(t.dim() == 4 && t.scalar_type() == type, name, ": expected a 4-D ", c10::toString(type), " tensor");
   TORCH_CHECK(t.stride(1) == 1 && t.stride(3) == t.size(1), name,
               ": expected channels-last rows (channels innermost, pixels dense along a row)");
-}
-
-// m: the first maximum of a, b, c, d (NaN wins, as in PyTorch's max_pool2d), k: its position
-template <int n>
-inline void window_max(const float* __restrict a, const float* __restrict b, const float* __restrict c,
-                       const float* __restrict d, float* __restrict m, float* __restrict k) {
-  for (int e = 0; e < n; ++e) {
-    float v = a[e], p = 0.f;
-    const bool tb = b[e] > v || b[e] != b[e];
-    v = tb ? b[e] : v;
-    p = tb ? 1.f : p;
-    const bool tc = c[e] > v || c[e] != c[e];
-    v = tc ? c[e] : v;
-    p = tc ? 2.f : p;
-    const bool td = d[e] > v || d[e] != d[e];
-    v = td ? d[e] : v;
-    p = td ? 3.f : p;
-    m[e] = v;
-    k[e] = p;
-  }
-}
-
-// a, b, c, d: g where the code is 0, 1, 2, 3, else 0
-template <int n>
-inline void route(const float* __restrict g, const uint8_t* __restrict code, float* __restrict a,
-                  float* __restrict b, float* __restrict c, float* __restrict d) {
-  float k[n];
-  for (int e = 0; e < n; ++e) k[e] = (float)code[e];
-  for (int e = 0; e < n; ++e) {
-    a[e] = k[e] == 0.f ? g[e] : 0.f;
-    b[e] = k[e] == 1.f ? g[e] : 0.f;
-    c[e] = k[e] == 2.f ? g[e] : 0.f;
-    d[e] = k[e] == 3.f ? g[e] : 0.f;
-  }
 }
 
 }  // namespace
@@ -96,12 +63,7 @@ void max_pool_relu(const at::Tensor& x, at::Tensor& out, c10::optional<at::Tenso
           } else {
             for (int e = 0; e < l; ++e) window_max<1>(a + c0 + e, a + C + c0 + e, c + c0 + e, c + C + c0 + e, m + e, k + e);
           }
-          float* oj = o + j * C + c0;
-          if (cd) {
-            uint8_t* kj = cd + j * C + c0;
-            for (int e = 0; e < l; ++e) kj[e] = m[e] > 0.f ? (uint8_t)(int)k[e] : NO_GRADIENT;
-          }
-          for (int e = 0; e < l; ++e) oj[e] = (m[e] > 0.f || m[e] != m[e]) ? m[e] : 0.f;
+          store_pooled<L>(m, k, l, o + j * C + c0, cd ? cd + j * C + c0 : nullptr);
         }
       }
     }

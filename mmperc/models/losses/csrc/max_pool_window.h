@@ -1,0 +1,54 @@
+// One 2x2 window of a max pooling and its gradient, n channels at a time, for max_pool_relu.cpp
+// and for the F(4x4, 3x3) output transform that pools its tiles (winograd_f4.cpp). The code of a
+// pooled output is where its gradient goes: the window's argmax (0..3, row-major) where the
+// output (after the ReLU) is positive, else NO_GRADIENT. Fixed-length loops: vectorised.
+#pragma once
+
+#include <cstdint>
+
+constexpr uint8_t NO_GRADIENT = 4;
+
+// m: the first maximum of a, b, c, d (NaN wins, as in PyTorch's max_pool2d), k: its position
+template <int n>
+inline void window_max(const float* __restrict a, const float* __restrict b, const float* __restrict c,
+                       const float* __restrict d, float* __restrict m, float* __restrict k) {
+  for (int e = 0; e < n; ++e) {
+    float v = a[e], p = 0.f;
+    const bool tb = b[e] > v || b[e] != b[e];
+    v = tb ? b[e] : v;
+    p = tb ? 1.f : p;
+    const bool tc = c[e] > v || c[e] != c[e];
+    v = tc ? c[e] : v;
+    p = tc ? 2.f : p;
+    const bool td = d[e] > v || d[e] != d[e];
+    v = td ? d[e] : v;
+    p = td ? 3.f : p;
+    m[e] = v;
+    k[e] = p;
+  }
+}
+
+// The ReLU of the l <= n maxima m with their positions k: written to out, and the codes to code
+// (when not null)
+template <int n>
+inline void store_pooled(const float* __restrict m, const float* __restrict k, int l, float* __restrict out,
+                         uint8_t* __restrict code) {
+  if (code) {
+    for (int e = 0; e < l; ++e) code[e] = m[e] > 0.f ? (uint8_t)(int)k[e] : NO_GRADIENT;
+  }
+  for (int e = 0; e < l; ++e) out[e] = (m[e] > 0.f || m[e] != m[e]) ? m[e] : 0.f;
+}
+
+// a, b, c, d: g where the code is 0, 1, 2, 3, else 0
+template <int n>
+inline void route(const float* __restrict g, const uint8_t* __restrict code, float* __restrict a,
+                  float* __restrict b, float* __restrict c, float* __restrict d) {
+  float k[n];
+  for (int e = 0; e < n; ++e) k[e] = (float)code[e];
+  for (int e = 0; e < n; ++e) {
+    a[e] = k[e] == 0.f ? g[e] : 0.f;
+    b[e] = k[e] == 1.f ? g[e] : 0.f;
+    c[e] = k[e] == 2.f ? g[e] : 0.f;
+    d[e] = k[e] == 3.f ? g[e] : 0.f;
+  }
+}
