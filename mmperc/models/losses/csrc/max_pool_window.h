@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 constexpr uint8_t NO_GRADIENT = 4;
 
@@ -39,16 +40,23 @@ inline void store_pooled(const float* __restrict m, const float* __restrict k, i
   for (int e = 0; e < l; ++e) out[e] = (m[e] > 0.f || m[e] != m[e]) ? m[e] : 0.f;
 }
 
-// a, b, c, d: g where the code is 0, 1, 2, 3, else 0
+// a, b, c, d: g where the code is 0, 1, 2, 3, else 0 (selected on the bits: integer operations,
+// which the compiler vectorises here, where float selects stay branches)
 template <int n>
 inline void route(const float* __restrict g, const uint8_t* __restrict code, float* __restrict a,
                   float* __restrict b, float* __restrict c, float* __restrict d) {
-  float k[n];
-  for (int e = 0; e < n; ++e) k[e] = (float)code[e];
+  uint32_t bits[n], out[4][n];
+  std::memcpy(bits, g, sizeof(bits));
+#pragma omp simd
   for (int e = 0; e < n; ++e) {
-    a[e] = k[e] == 0.f ? g[e] : 0.f;
-    b[e] = k[e] == 1.f ? g[e] : 0.f;
-    c[e] = k[e] == 2.f ? g[e] : 0.f;
-    d[e] = k[e] == 3.f ? g[e] : 0.f;
+    const uint32_t k = code[e];
+    out[0][e] = bits[e] & (0u - (uint32_t)(k == 0));
+    out[1][e] = bits[e] & (0u - (uint32_t)(k == 1));
+    out[2][e] = bits[e] & (0u - (uint32_t)(k == 2));
+    out[3][e] = bits[e] & (0u - (uint32_t)(k == 3));
   }
+  std::memcpy(a, out[0], sizeof(bits));
+  std::memcpy(b, out[1], sizeof(bits));
+  std::memcpy(c, out[2], sizeof(bits));
+  std::memcpy(d, out[3], sizeof(bits));
 }
