@@ -37,8 +37,8 @@ def get_ext_modules() -> list:
             optional=True,  # a failed build is skipped, not copied (see OptionalBuildExt)
             extra_compile_args=['-O3', '-fopenmp'],
             extra_link_args=['-fopenmp'])
-        for name, headers in (('winograd_f4', ['winograd_f4_tiles.h', 'max_pool_window.h']),
-                              ('max_pool_relu', ['max_pool_window.h']))
+        for name, headers in (('winograd_f4', ['winograd_f4_tiles.h', 'max_pool_window.h', 'simd_levels.h']),
+                              ('max_pool_relu', ['max_pool_window.h', 'simd_levels.h']))
     ]
 
 

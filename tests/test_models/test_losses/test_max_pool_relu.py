@@ -33,7 +33,7 @@ def _pytorch(x: torch.Tensor, g: torch.Tensor):
 @needs_ext
 @pytest.mark.parametrize('shape', [(2, 16, 8, 8), (1, 7, 5, 9), (2, 37, 11, 6), (3, 64, 2, 3), (1, 3, 3, 2)])
 @pytest.mark.parametrize('values', ['normal', 'ties', 'nan'])
-def test_equals_pytorch(shape, values):
+def test_equals_pytorch(shape, values, simd_level):
     """Output, argmax (the first of equal maxima in row-major order, NaN winning) and gradient of
     PyTorch's ops, bitwise: channel counts off the kernel's 16-channel blocks, odd heights and
     widths (the last row and column in no window: gradient 0), ties (integer values) and NaN.
@@ -61,7 +61,7 @@ def test_equals_pytorch(shape, values):
 
 
 @needs_ext
-def test_bands_of_rows_in_place():
+def test_bands_of_rows_in_place(simd_level):
     """A band of rows of a channels-last map (its batch and row strides those of the whole map),
     pooled into, and routed back from, rows of larger tensors, leaving the others untouched."""
     x = torch.randn(2, 24, 12, 10).contiguous(memory_format=CL)
@@ -118,7 +118,7 @@ def test_takes_cpu_float32_channels_last_rows_only():
 @pytest.mark.parametrize('banded', [False, True])
 @pytest.mark.parametrize('logits', ['random', 'regions'])
 @pytest.mark.parametrize('channels', [(16, 24, 32), (64, 64, 128)])
-def test_network_equals_pytorch_pooling(num_convs, banded, logits, channels, monkeypatch):
+def test_network_equals_pytorch_pooling(num_convs, banded, logits, channels, monkeypatch, simd_level):
     """The loss network's features and input gradient in float32 are those of PyTorch's pooling
     (the kernel monkeypatched away), bitwise: with the first block banded or whole, one or two
     convolutions in it, logits constant over regions (as a one-hot target is), which tie
@@ -148,3 +148,12 @@ def test_network_equals_pytorch_pooling(num_convs, banded, logits, channels, mon
     for a, b in zip(*results):
         assert torch.equal(a, b)
     assert bool(pooled_in_transform) == (channels[1] == 64 and winograd_f4.available())
+
+
+@needs_ext
+def test_simd_level_is_checked():
+    """Only the versions this CPU runs can be chosen, with the reason."""
+    for bad in (-1, 2):
+        with pytest.raises(RuntimeError, match='x86-64-v3'):
+            max_pool_relu._ext.set_simd_level(bad)
+    assert max_pool_relu._ext.simd_level() in (0, 1)

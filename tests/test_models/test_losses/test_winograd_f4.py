@@ -49,7 +49,7 @@ def _rel(out: torch.Tensor, ref: torch.Tensor) -> float:
 @pytest.mark.parametrize('size', [(8, 8), (7, 9), (1, 1), (2, 5), (13, 4)])
 @pytest.mark.parametrize('block_rows', [None, 1, 2])
 @pytest.mark.parametrize('channels', [(5, 6), (20, 33)])  # not multiples of the kernel's 16 channels
-def test_forward_and_input_gradient_equal_direct_convolution(size, block_rows, channels):
+def test_forward_and_input_gradient_equal_direct_convolution(size, block_rows, channels, simd_level):
     """Float32 against float64's direct convolution: odd sizes, partial tiles, blocks."""
     x, w = _inputs(*channels, size)
     u = transform_weight(w)
@@ -63,7 +63,7 @@ def test_forward_and_input_gradient_equal_direct_convolution(size, block_rows, c
 
 
 @needs_ext
-def test_layer_sized_error_is_near_the_direct_convolutions():
+def test_layer_sized_error_is_near_the_direct_convolutions(simd_level):
     """The loss network's case (post-ReLU input, the paper's init, 256 channels): rms error
     within 5x of oneDNN's own float32 convolution's."""
     x, w = _inputs(256, 256, (16, 20))
@@ -118,7 +118,7 @@ def test_kernels_check_their_tensors(name):
 @pytest.mark.parametrize('size', [(8, 8), (7, 9), (2, 5), (13, 4), (6, 11), (1, 4)])
 @pytest.mark.parametrize('block_rows', [None, 1, 2])
 @pytest.mark.parametrize('channels', [(5, 6), (20, 33)])
-def test_pooled_in_the_transforms_equals_pooling_after(size, block_rows, channels):
+def test_pooled_in_the_transforms_equals_pooling_after(size, block_rows, channels, simd_level):
     """The convolution pooled in its output transform, and its input gradient routed from the
     pooled gradient in the output gradient's transform, equal the convolution then the pooling
     kernel (and back), bitwise: odd sizes (rows and columns in no window), tiles holding windows
@@ -193,7 +193,7 @@ def test_plan_falls_back_to_f2_without_the_extension(monkeypatch):
 
 @needs_ext
 @pytest.mark.parametrize('band_bytes', [None, 2 * 3 * 20 * 8 * 4])  # the default (one band here), or several
-def test_network_matches_direct_convolutions(band_bytes, monkeypatch):
+def test_network_matches_direct_convolutions(band_bytes, monkeypatch, simd_level):
     """Features and input gradient of a network using F(4x4, 3x3), in the banded first block too,
     within float32 rounding of the direct network's; the transforms are kept once per weight and
     dropped on a move."""

@@ -1,8 +1,11 @@
 // One 2x2 window of a max pooling and its gradient, n channels at a time, for max_pool_relu.cpp
 // and for the F(4x4, 3x3) output transform that pools its tiles (winograd_f4.cpp). The code of a
 // pooled output is where its gradient goes: the window's argmax (0..3, row-major) where the
-// output (after the ReLU) is positive, else NO_GRADIENT. Fixed-length loops: vectorised.
+// output (after the ReLU) is positive, else NO_GRADIENT. Fixed-length loops: vectorised (in each
+// clone of the kernels that call them: simd_levels.h).
 #pragma once
+
+#include "simd_levels.h"
 
 #include <cstdint>
 #include <cstring>
@@ -11,7 +14,7 @@ constexpr uint8_t NO_GRADIENT = 4;
 
 // m: the first maximum of a, b, c, d (NaN wins, as in PyTorch's max_pool2d), k: its position
 template <int n>
-inline void window_max(const float* __restrict a, const float* __restrict b, const float* __restrict c,
+MMPERC_INLINE void window_max(const float* __restrict a, const float* __restrict b, const float* __restrict c,
                        const float* __restrict d, float* __restrict m, float* __restrict k) {
   for (int e = 0; e < n; ++e) {
     float v = a[e], p = 0.f;
@@ -32,7 +35,7 @@ inline void window_max(const float* __restrict a, const float* __restrict b, con
 // The ReLU of the l <= n maxima m with their positions k: written to out, and the codes to code
 // (when not null)
 template <int n>
-inline void store_pooled(const float* __restrict m, const float* __restrict k, int l, float* __restrict out,
+MMPERC_INLINE void store_pooled(const float* __restrict m, const float* __restrict k, int l, float* __restrict out,
                          uint8_t* __restrict code) {
   if (code) {
     for (int e = 0; e < l; ++e) code[e] = m[e] > 0.f ? (uint8_t)(int)k[e] : NO_GRADIENT;
@@ -43,7 +46,7 @@ inline void store_pooled(const float* __restrict m, const float* __restrict k, i
 // a, b, c, d: g where the code is 0, 1, 2, 3, else 0 (selected on the bits: integer operations,
 // which the compiler vectorises here, where float selects stay branches)
 template <int n>
-inline void route(const float* __restrict g, const uint8_t* __restrict code, float* __restrict a,
+MMPERC_INLINE void route(const float* __restrict g, const uint8_t* __restrict code, float* __restrict a,
                   float* __restrict b, float* __restrict c, float* __restrict d) {
   uint32_t bits[n], out[4][n];
   std::memcpy(bits, g, sizeof(bits));

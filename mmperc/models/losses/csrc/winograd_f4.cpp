@@ -3,7 +3,8 @@
 // between them (torch.bmm). Tensors are channels-innermost: a map (N, H, W, C), tiles
 // (36, N, R, TW, C) for the tile rows r0 .. r0 + R of the map, which is padded by one pixel
 // (reads outside it are zero). Each transform is one pass over a block's tiles, L channels at
-// a time, parallel over tiles.
+// a time, parallel over tiles; its work is built for AVX2 (x86-64-v3) and the baseline, and the
+// CPU's runs (simd_levels.h).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
@@ -35,89 +36,210 @@ Sizes checked_sizes(const at::Tensor& map, const at::Tensor& tiles, int64_t r0, 
   return {N, H, W, C, R, TW, N * R * TW * C};
 }
 
-inline void load(const float* __restrict src, int c0, int l, float* __restrict d) {
+MMPERC_INLINE void load(const float* __restrict src, int c0, int l, float* __restrict d) {
   if (l == L) { for (int c = 0; c < L; ++c) d[c] = src[c0 + c]; }
   else { for (int c = 0; c < L; ++c) d[c] = c < l ? src[c0 + c] : 0.f; }
 }
 
-inline void store(const float* __restrict o, int l, float* __restrict dst) {
+MMPERC_INLINE void store(const float* __restrict o, int l, float* __restrict dst) {
   if (l == L) { for (int c = 0; c < L; ++c) dst[c] = o[c]; }
   else { for (int c = 0; c < l; ++c) dst[c] = o[c]; }
 }
 
-inline void add(const float* __restrict o, int l, float* __restrict dst) {
+MMPERC_INLINE void add(const float* __restrict o, int l, float* __restrict dst) {
   if (l == L) { for (int c = 0; c < L; ++c) dst[c] += o[c]; }
   else { for (int c = 0; c < l; ++c) dst[c] += o[c]; }
 }
 
+MMPERC_INLINE int64_t lanes(int64_t c0, int64_t C) { return C - c0 < L ? C - c0 : L; }
+
 using Transform = void (*)(const float (*)[L], float (*)[L]);
 
-// map (N, H, W, C) -> tiles (36, N, R, TW, C): each tile's S x S pixels from (4 * row - offset,
-// 4 * column - offset), zero outside the map, transformed by tf into 36 values per channel
+// What a pass over tiles reads and writes: a map (N, H, W, C) at mp, tiles (36, N, R, TW, C) at
+// tp (their positions stride apart) from tile row r0 on, each tile's pixels from (4 * row - offset,
+// 4 * column - offset); for tiles_to_map with ADD, the tile rows first, first + step, ... (rows of
+// them); for the pooling passes, the pooled map (N, H / 2, W / 2, C) at pp and its codes at cp
+struct Pass {
+  Sizes s;
+  const float* mp_in;
+  float* mp;
+  const float* tp_in;
+  float* tp;
+  int64_t r0, offset, first, step, rows;
+  const float* zeros;
+  const float* pp_in;
+  float* pp;
+  const uint8_t* cp_in;
+  uint8_t* cp;
+  const uint8_t* none;
+};
+
+// map -> tiles, tiles begin .. end: each tile's S x S pixels, zero outside the map, transformed by
+// tf into 36 values per channel
 template <int S, Transform tf>
-void map_to_tiles(const at::Tensor& map, at::Tensor& tiles, int64_t r0, int64_t offset, const char* name) {
-  const auto [N, H, W, C, R, TW, stride] = checked_sizes(map, tiles, r0, name);
-  const float* mp = map.data_ptr<float>();
-  float* tp = tiles.data_ptr<float>();
-  const std::vector<float> zeros(C, 0.f);
-  at::parallel_for(0, N * R * TW, 1, [&](int64_t begin, int64_t end) {
-    float d[S * S][L], o[36][L];
-    const float* src[S * S];
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t t = tile % TW, r = (tile / TW) % R, n = tile / (TW * R);
-      for (int i = 0; i < S; ++i) {
-        const int64_t y = 4 * (r0 + r) + i - offset;
-        for (int j = 0; j < S; ++j) {
-          const int64_t x = 4 * t + j - offset;
-          src[i * S + j] = (y >= 0 && y < H && x >= 0 && x < W) ? mp + ((n * H + y) * W + x) * C : zeros.data();
-        }
-      }
-      float* dst = tp + tile * C;
-      for (int64_t c0 = 0; c0 < C; c0 += L) {
-        const int l = (int)std::min<int64_t>(L, C - c0);
-        for (int k = 0; k < S * S; ++k) load(src[k], c0, l, d[k]);
-        tf(d, o);
-        for (int k = 0; k < 36; ++k) store(o[k], l, dst + k * stride + c0);
+MMPERC_INLINE void map_to_tiles_range(const Pass& p, int64_t begin, int64_t end) {
+  const auto [N, H, W, C, R, TW, stride] = p.s;
+  float d[S * S][L], o[36][L];
+  const float* src[S * S];
+  for (int64_t tile = begin; tile < end; ++tile) {
+    const int64_t t = tile % TW, r = (tile / TW) % R, n = tile / (TW * R);
+    for (int i = 0; i < S; ++i) {
+      const int64_t y = 4 * (p.r0 + r) + i - p.offset;
+      for (int j = 0; j < S; ++j) {
+        const int64_t x = 4 * t + j - p.offset;
+        src[i * S + j] = (y >= 0 && y < H && x >= 0 && x < W) ? p.mp_in + ((n * H + y) * W + x) * C : p.zeros;
       }
     }
-  });
+    float* dst = p.tp + tile * C;
+    for (int64_t c0 = 0; c0 < C; c0 += L) {
+      const int l = (int)lanes(c0, C);
+      for (int k = 0; k < S * S; ++k) load(src[k], c0, l, d[k]);
+      tf(d, o);
+      for (int k = 0; k < 36; ++k) store(o[k], l, dst + k * stride + c0);
+    }
+  }
 }
 
-// tiles (36, N, R, TW, C) -> map (N, H, W, C): tf gives each tile's S x S pixels from (4 * row -
-// offset, 4 * column - offset), written (or with ADD, added: tiles overlap, so tile rows of
-// either parity run in turn) where they fall inside the map
+// tiles -> map, items begin .. end of (batch, tile row): tf gives each tile's S x S pixels, written
+// (or with ADD, added) where they fall inside the map, the tiles of a row in turn (they overlap)
 template <int S, Transform tf, bool ADD>
-void tiles_to_map(const at::Tensor& tiles, at::Tensor& map, int64_t r0, int64_t offset, const char* name) {
-  const auto [N, H, W, C, R, TW, stride] = checked_sizes(map, tiles, r0, name);
-  const float* tp = tiles.data_ptr<float>();
-  float* mp = map.data_ptr<float>();
-  for (int parity = 0; parity < (ADD ? 2 : 1); ++parity) {  // tile rows two apart never overlap
-    const int64_t first = ADD ? (r0 + parity) % 2 : 0, step = ADD ? 2 : 1;
-    const int64_t rows = first < R ? (R - first + step - 1) / step : 0;
-    at::parallel_for(0, N * rows, 1, [&](int64_t begin, int64_t end) {
-      float d[36][L], o[S * S][L];
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t r = first + step * (item % rows), n = item / rows;
-        for (int64_t t = 0; t < TW; ++t) {  // in turn: neighbouring tiles of a row overlap too
-          const float* src = tp + ((n * R + r) * TW + t) * C;
-          for (int64_t c0 = 0; c0 < C; c0 += L) {
-            const int l = (int)std::min<int64_t>(L, C - c0);
-            for (int k = 0; k < 36; ++k) load(src + k * stride, c0, l, d[k]);
-            tf(d, o);
-            for (int i = 0; i < S; ++i) {
-              const int64_t y = 4 * (r0 + r) + i - offset;
-              if (y < 0 || y >= H) continue;
-              for (int j = 0; j < S; ++j) {
-                const int64_t x = 4 * t + j - offset;
-                if (x < 0 || x >= W) continue;
-                float* dst = mp + ((n * H + y) * W + x) * C + c0;
-                if (ADD) add(o[i * S + j], l, dst); else store(o[i * S + j], l, dst);
-              }
-            }
+MMPERC_INLINE void tiles_to_map_range(const Pass& p, int64_t begin, int64_t end) {
+  const auto [N, H, W, C, R, TW, stride] = p.s;
+  float d[36][L], o[S * S][L];
+  for (int64_t item = begin; item < end; ++item) {
+    const int64_t r = p.first + p.step * (item % p.rows), n = item / p.rows;
+    for (int64_t t = 0; t < TW; ++t) {
+      const float* src = p.tp_in + ((n * R + r) * TW + t) * C;
+      for (int64_t c0 = 0; c0 < C; c0 += L) {
+        const int l = (int)lanes(c0, C);
+        for (int k = 0; k < 36; ++k) load(src + k * stride, c0, l, d[k]);
+        tf(d, o);
+        for (int i = 0; i < S; ++i) {
+          const int64_t y = 4 * (p.r0 + r) + i - p.offset;
+          if (y < 0 || y >= H) continue;
+          for (int j = 0; j < S; ++j) {
+            const int64_t x = 4 * t + j - p.offset;
+            if (x < 0 || x >= W) continue;
+            float* dst = p.mp + ((n * H + y) * W + x) * C + c0;
+            if (ADD) add(o[i * S + j], l, dst); else store(o[i * S + j], l, dst);
           }
         }
       }
-    });
+    }
+  }
+}
+
+// tiles (products) -> pooled map, tiles begin .. end: each tile's 4x4 outputs A^T m A, and the ReLU
+// and 2x2 max pooling of its four windows (inside the pooled map), with their codes when cp is set
+MMPERC_INLINE void tiles_to_pooled_range(const Pass& p, int64_t begin, int64_t end) {
+  const auto [N, H, W, K, R, TW, stride] = p.s;
+  const int64_t Ho = H / 2, Wo = W / 2;
+  float d[36][L], o[16][L], mx[L], k[L];
+  for (int64_t tile = begin; tile < end; ++tile) {
+    const int64_t t = tile % TW, r = (tile / TW) % R, n = tile / (TW * R);
+    const float* src = p.tp_in + tile * K;
+    for (int64_t c0 = 0; c0 < K; c0 += L) {
+      const int l = (int)lanes(c0, K);
+      for (int q = 0; q < 36; ++q) load(src + q * stride, c0, l, d[q]);
+      output_tf(d, o);
+      for (int i = 0; i < 2; ++i) {
+        const int64_t y = 2 * (p.r0 + r) + i;
+        if (y >= Ho) continue;
+        for (int j = 0; j < 2; ++j) {
+          const int64_t x = 2 * t + j;
+          if (x >= Wo) continue;
+          const int w = 8 * i + 2 * j;  // the window's top left output in the tile
+          window_max<L>(o[w], o[w + 1], o[w + 4], o[w + 5], mx, k);
+          const int64_t at = ((n * Ho + y) * Wo + x) * K + c0;
+          store_pooled<L>(mx, k, l, p.pp + at, p.cp ? p.cp + at : nullptr);
+        }
+      }
+    }
+  }
+}
+
+// pooled gradient and codes -> tiles, tiles begin .. end: A dy A^T of the output gradient dy's
+// 4x4 tiles, dy made in the tile from its four windows (the pooled gradient at each code, 0 else)
+MMPERC_INLINE void pooled_to_tiles_range(const Pass& p, int64_t begin, int64_t end) {
+  const auto [N, H, W, K, R, TW, stride] = p.s;
+  const int64_t Ho = H / 2, Wo = W / 2;
+  float d[16][L], o[36][L];
+  const float* gw[4];
+  const uint8_t* cw[4];
+  for (int64_t tile = begin; tile < end; ++tile) {
+    const int64_t t = tile % TW, r = (tile / TW) % R, n = tile / (TW * R);
+    for (int i = 0; i < 2; ++i) {
+      const int64_t y = 2 * (p.r0 + r) + i;
+      for (int j = 0; j < 2; ++j) {
+        const int64_t x = 2 * t + j;
+        const bool inside = y < Ho && x < Wo;
+        const int64_t at = ((n * Ho + y) * Wo + x) * K;
+        gw[2 * i + j] = inside ? p.pp_in + at : p.zeros;
+        cw[2 * i + j] = inside ? p.cp_in + at : p.none;
+      }
+    }
+    float* dst = p.tp + tile * K;
+    for (int64_t c0 = 0; c0 < K; c0 += L) {
+      const int l = (int)lanes(c0, K);
+      for (int q = 0; q < 4; ++q) {
+        const int w = 8 * (q / 2) + 2 * (q % 2);
+        if (l == L) {
+          route<L>(gw[q] + c0, cw[q] + c0, d[w], d[w + 1], d[w + 4], d[w + 5]);
+        } else {
+          for (int e = 0; e < L; ++e) {
+            const bool real = e < l;
+            route<1>(real ? gw[q] + c0 + e : p.zeros, real ? cw[q] + c0 + e : p.none, d[w] + e, d[w + 1] + e,
+                     d[w + 4] + e, d[w + 5] + e);
+          }
+        }
+      }
+      grad_output_tf(d, o);
+      for (int q = 0; q < 36; ++q) store(o[q], l, dst + q * stride + c0);
+    }
+  }
+}
+
+// The passes, each built for two instruction sets (simd_levels.h)
+MMPERC_LEVELS(input_tiles, Pass, (map_to_tiles_range<6, input_tf>(p, begin, end)))
+MMPERC_LEVELS(grad_output_tiles, Pass, (map_to_tiles_range<4, grad_output_tf>(p, begin, end)))
+MMPERC_LEVELS(output_map, Pass, (tiles_to_map_range<4, output_tf, false>(p, begin, end)))
+MMPERC_LEVELS(grad_input_map, Pass, (tiles_to_map_range<6, grad_input_tf, true>(p, begin, end)))
+MMPERC_LEVELS(pooled_output, Pass, tiles_to_pooled_range(p, begin, end))
+MMPERC_LEVELS(grad_output_tiles_unpooled, Pass, pooled_to_tiles_range(p, begin, end))
+
+using PassFn = void (*)(const Pass&, int64_t, int64_t);
+using Range = const PassFn*;  // a pass's three versions
+
+// map (N, H, W, C) -> tiles (36, N, R, TW, C), in parallel over tiles
+void map_to_tiles(const at::Tensor& map, at::Tensor& tiles, int64_t r0, int64_t offset, const char* name, Range pass) {
+  Pass p{};
+  p.s = checked_sizes(map, tiles, r0, name);
+  const std::vector<float> zeros(p.s.C, 0.f);
+  p.mp_in = map.data_ptr<float>();
+  p.tp = tiles.data_ptr<float>();
+  p.r0 = r0;
+  p.offset = offset;
+  p.zeros = zeros.data();
+  const PassFn run = pass[simd::simd_level()];
+  at::parallel_for(0, p.s.N * p.s.R * p.s.TW, 1, [&](int64_t begin, int64_t end) { run(p, begin, end); });
+}
+
+// tiles (36, N, R, TW, C) -> map (N, H, W, C), in parallel over rows of tiles (with ADD, rows of
+// either parity in turn: tile rows two apart never overlap)
+template <bool ADD>
+void tiles_to_map(const at::Tensor& tiles, at::Tensor& map, int64_t r0, int64_t offset, const char* name, Range pass) {
+  Pass p{};
+  p.s = checked_sizes(map, tiles, r0, name);
+  p.tp_in = tiles.data_ptr<float>();
+  p.mp = map.data_ptr<float>();
+  p.r0 = r0;
+  p.offset = offset;
+  p.step = ADD ? 2 : 1;
+  const PassFn run = pass[simd::simd_level()];
+  for (int parity = 0; parity < (ADD ? 2 : 1); ++parity) {
+    p.first = ADD ? (r0 + parity) % 2 : 0;
+    p.rows = p.first < p.s.R ? (p.s.R - p.first + p.step - 1) / p.step : 0;
+    at::parallel_for(0, p.s.N * p.rows, 1, [&](int64_t begin, int64_t end) { run(p, begin, end); });
   }
 }
 
@@ -145,22 +267,22 @@ Sizes checked_pooled(const at::Tensor& pooled, const at::Tensor* code, const at:
 
 // x (N, H, W, C) -> v = B^T d B of its 6x6 tiles (the map padded by 1), tile rows r0 .. r0 + R
 void input_transform(const at::Tensor& x, at::Tensor& v, int64_t r0) {
-  map_to_tiles<6, input_tf>(x, v, r0, 1, "input_transform");
+  map_to_tiles(x, v, r0, 1, "input_transform", input_tiles);
 }
 
 // m (36, N, R, TW, K) -> out (N, H, W, K): the 4x4 outputs A^T m A of tile rows r0 .. r0 + R
 void output_transform(const at::Tensor& m, at::Tensor& out, int64_t r0) {
-  tiles_to_map<4, output_tf, false>(m, out, r0, 0, "output_transform");
+  tiles_to_map<false>(m, out, r0, 0, "output_transform", output_map);
 }
 
 // dy (N, H, W, K) -> w = A dy A^T of its 4x4 tiles (36, N, R, TW, K)
 void grad_output_transform(const at::Tensor& dy, at::Tensor& w, int64_t r0) {
-  map_to_tiles<4, grad_output_tf>(dy, w, r0, 0, "grad_output_transform");
+  map_to_tiles(dy, w, r0, 0, "grad_output_transform", grad_output_tiles);
 }
 
 // z (36, N, R, TW, C) -> dx (N, H, W, C) += B z B^T, the tiles' input gradients (overlapping by 2)
 void grad_input_transform(const at::Tensor& z, at::Tensor& dx, int64_t r0) {
-  tiles_to_map<6, grad_input_tf, true>(z, dx, r0, 1, "grad_input_transform");
+  tiles_to_map<true>(z, dx, r0, 1, "grad_input_transform", grad_input_map);
 }
 
 // m (36, N, R, TW, K) -> relu(max_pool2d(out, 2, 2)) (N, H / 2, W / 2, K) of the 4x4 outputs
@@ -169,35 +291,14 @@ void grad_input_transform(const at::Tensor& z, at::Tensor& dx, int64_t r0) {
 void output_transform_max_pool(const at::Tensor& m, at::Tensor& pooled, c10::optional<at::Tensor> code, int64_t r0,
                                int64_t H, int64_t W) {
   const at::Tensor* cd = code.has_value() ? &*code : nullptr;
-  const auto [N, h, w, K, R, TW, stride] = checked_pooled(pooled, cd, m, r0, H, W, "output_transform_max_pool");
-  const int64_t Ho = h / 2, Wo = w / 2;
-  const float* tp = m.data_ptr<float>();
-  float* pp = pooled.data_ptr<float>();
-  uint8_t* cp = cd ? cd->data_ptr<uint8_t>() : nullptr;
-  at::parallel_for(0, N * R * TW, 1, [&](int64_t begin, int64_t end) {
-    float d[36][L], o[16][L], mx[L], k[L];
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t t = tile % TW, r = (tile / TW) % R, n = tile / (TW * R);
-      const float* src = tp + tile * K;
-      for (int64_t c0 = 0; c0 < K; c0 += L) {
-        const int l = (int)std::min<int64_t>(L, K - c0);
-        for (int q = 0; q < 36; ++q) load(src + q * stride, c0, l, d[q]);
-        output_tf(d, o);
-        for (int i = 0; i < 2; ++i) {
-          const int64_t y = 2 * (r0 + r) + i;
-          if (y >= Ho) continue;
-          for (int j = 0; j < 2; ++j) {
-            const int64_t x = 2 * t + j;
-            if (x >= Wo) continue;
-            const int p = 8 * i + 2 * j;  // the window's top left output in the tile
-            window_max<L>(o[p], o[p + 1], o[p + 4], o[p + 5], mx, k);
-            const int64_t at = ((n * Ho + y) * Wo + x) * K + c0;
-            store_pooled<L>(mx, k, l, pp + at, cp ? cp + at : nullptr);
-          }
-        }
-      }
-    }
-  });
+  Pass p{};
+  p.s = checked_pooled(pooled, cd, m, r0, H, W, "output_transform_max_pool");
+  p.tp_in = m.data_ptr<float>();
+  p.pp = pooled.data_ptr<float>();
+  p.cp = cd ? cd->data_ptr<uint8_t>() : nullptr;
+  p.r0 = r0;
+  const PassFn run = pooled_output[simd::simd_level()];
+  at::parallel_for(0, p.s.N * p.s.R * p.s.TW, 1, [&](int64_t begin, int64_t end) { run(p, begin, end); });
 }
 
 // pooled gradient g (N, H / 2, W / 2, K) and codes -> w = A dy A^T of the 4x4 tiles (36, N, R, TW, K)
@@ -205,49 +306,18 @@ void output_transform_max_pool(const at::Tensor& m, at::Tensor& pooled, c10::opt
 // the last row and column when H or W is odd), which is never written
 void grad_output_transform_unpool(const at::Tensor& g, const at::Tensor& code, at::Tensor& w, int64_t r0, int64_t H,
                                   int64_t W) {
-  const auto [N, h, wd, K, R, TW, stride] = checked_pooled(g, &code, w, r0, H, W, "grad_output_transform_unpool");
-  const int64_t Ho = h / 2, Wo = wd / 2;
-  const float* gp = g.data_ptr<float>();
-  const uint8_t* cp = code.data_ptr<uint8_t>();
-  float* tp = w.data_ptr<float>();
-  const std::vector<float> zeros(K, 0.f);
-  const std::vector<uint8_t> none(K, NO_GRADIENT);
-  at::parallel_for(0, N * R * TW, 1, [&](int64_t begin, int64_t end) {
-    float d[16][L], o[36][L];
-    const float* gw[4];
-    const uint8_t* cw[4];
-    for (int64_t tile = begin; tile < end; ++tile) {
-      const int64_t t = tile % TW, r = (tile / TW) % R, n = tile / (TW * R);
-      for (int i = 0; i < 2; ++i) {
-        const int64_t y = 2 * (r0 + r) + i;
-        for (int j = 0; j < 2; ++j) {
-          const int64_t x = 2 * t + j;
-          const bool inside = y < Ho && x < Wo;
-          const int64_t at = ((n * Ho + y) * Wo + x) * K;
-          gw[2 * i + j] = inside ? gp + at : zeros.data();
-          cw[2 * i + j] = inside ? cp + at : none.data();
-        }
-      }
-      float* dst = tp + tile * K;
-      for (int64_t c0 = 0; c0 < K; c0 += L) {
-        const int l = (int)std::min<int64_t>(L, K - c0);
-        for (int q = 0; q < 4; ++q) {
-          const int p = 8 * (q / 2) + 2 * (q % 2);
-          if (l == L) {
-            route<L>(gw[q] + c0, cw[q] + c0, d[p], d[p + 1], d[p + 4], d[p + 5]);
-          } else {
-            for (int e = 0; e < L; ++e) {
-              const bool real = e < l;
-              route<1>(real ? gw[q] + c0 + e : zeros.data(), real ? cw[q] + c0 + e : none.data(), d[p] + e,
-                       d[p + 1] + e, d[p + 4] + e, d[p + 5] + e);
-            }
-          }
-        }
-        grad_output_tf(d, o);
-        for (int q = 0; q < 36; ++q) store(o[q], l, dst + q * stride + c0);
-      }
-    }
-  });
+  Pass p{};
+  p.s = checked_pooled(g, &code, w, r0, H, W, "grad_output_transform_unpool");
+  const std::vector<float> zeros(p.s.C, 0.f);
+  const std::vector<uint8_t> none(p.s.C, NO_GRADIENT);
+  p.pp_in = g.data_ptr<float>();
+  p.cp_in = code.data_ptr<uint8_t>();
+  p.tp = w.data_ptr<float>();
+  p.r0 = r0;
+  p.zeros = zeros.data();
+  p.none = none.data();
+  const PassFn run = grad_output_tiles_unpooled[simd::simd_level()];
+  at::parallel_for(0, p.s.N * p.s.R * p.s.TW, 1, [&](int64_t begin, int64_t end) { run(p, begin, end); });
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -259,4 +329,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("m"), py::arg("pooled"), py::arg("code"), py::arg("r0"), py::arg("H"), py::arg("W"));
   m.def("grad_output_transform_unpool", &grad_output_transform_unpool,
         "pooled gradient and codes -> tiles A dy A^T of the output's gradient");
+  m.def("simd_level", &simd::simd_level, "the instruction set the kernels run: 0 the x86-64 baseline, 1 x86-64-v3");
+  m.def("set_simd_level", &simd::set_simd_level, "run the kernels of a lower instruction set (tests)");
 }

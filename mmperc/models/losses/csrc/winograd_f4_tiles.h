@@ -2,7 +2,9 @@
 // Winograd F(4x4, 3x3) tile transforms on points (0, 1, -1, 1/2, -2, inf), L channels at a time.
 #pragma once
 
-inline void input_tf(const float (*in)[L], float (*out)[L]) {
+#include "simd_levels.h"
+
+MMPERC_INLINE void input_tf(const float (*in)[L], float (*out)[L]) {
   float t[36][L];
   for (int c = 0; c < L; ++c) t[0][c] = in[0][c]-1.5f*in[6][c]-2.0f*in[12][c]+1.5f*in[18][c]+in[24][c];
   for (int c = 0; c < L; ++c) t[1][c] = in[1][c]-1.5f*in[7][c]-2.0f*in[13][c]+1.5f*in[19][c]+in[25][c];
@@ -78,7 +80,7 @@ inline void input_tf(const float (*in)[L], float (*out)[L]) {
   for (int c = 0; c < L; ++c) out[35][c] = t[31][c]-1.5f*t[32][c]-2.0f*t[33][c]+1.5f*t[34][c]+t[35][c];
 }
 
-inline void output_tf(const float (*in)[L], float (*out)[L]) {
+MMPERC_INLINE void output_tf(const float (*in)[L], float (*out)[L]) {
   float t[24][L];
   for (int c = 0; c < L; ++c) t[0][c] = in[0][c]+in[6][c]+in[12][c]+in[18][c]+in[24][c];
   for (int c = 0; c < L; ++c) t[1][c] = in[1][c]+in[7][c]+in[13][c]+in[19][c]+in[25][c];
@@ -122,7 +124,7 @@ inline void output_tf(const float (*in)[L], float (*out)[L]) {
   for (int c = 0; c < L; ++c) out[15][c] = t[19][c]-t[20][c]+0.125f*t[21][c]-8.0f*t[22][c]+t[23][c];
 }
 
-inline void grad_output_tf(const float (*in)[L], float (*out)[L]) {
+MMPERC_INLINE void grad_output_tf(const float (*in)[L], float (*out)[L]) {
   float t[24][L];
   for (int c = 0; c < L; ++c) t[0][c] = in[0][c];
   for (int c = 0; c < L; ++c) t[1][c] = in[1][c];
@@ -186,7 +188,7 @@ inline void grad_output_tf(const float (*in)[L], float (*out)[L]) {
   for (int c = 0; c < L; ++c) out[35][c] = t[23][c];
 }
 
-inline void grad_input_tf(const float (*in)[L], float (*out)[L]) {
+MMPERC_INLINE void grad_input_tf(const float (*in)[L], float (*out)[L]) {
   float t[36][L];
   for (int c = 0; c < L; ++c) t[0][c] = in[0][c];
   for (int c = 0; c < L; ++c) t[1][c] = in[1][c];
