@@ -22,6 +22,7 @@ from .layout import channels_last, memory_format
 from .max_pool_relu import max_pool_relu, max_pool_relu_backward, pooled_like, takes
 from .onehot_conv import gathers, onehot_conv2d
 from .winograd import winograd_conv3x3
+from . import winograd_f4
 from .winograd_f4 import winograd_f4_conv3x3, winograd_f4_input_grad
 
 #: Bytes of activated class maps per band of rows on the CPU; maps up to this size run in one
@@ -311,21 +312,22 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
 
 def plan_conv(x: Tensor, op: str, weight: Tensor, stride: int, pad: int) -> Tensor:
     """A loss-network convolution of ``op``: ``'conv'`` (direct), or ``'wino'`` / ``'wino4'``
-    (``weight`` its Winograd F(2x2, 3x3) / F(4x4, 3x3) transform; stride 1)."""
+    (``weight`` its Winograd F(2x2, 3x3) / F(4x4, 3x3) transform; stride 1), whose tile
+    transforms run in C++ where it is built (F(2x2, 3x3) else in PyTorch)."""
+    if op == 'wino4' or (op == 'wino' and winograd_f4.available()):
+        return winograd_f4_conv3x3(x, weight)
     if op == 'wino':
         return winograd_conv3x3(x, weight)
-    if op == 'wino4':
-        return winograd_f4_conv3x3(x, weight)
     return F.conv2d(x, weight, stride=stride, padding=pad)
 
 
 def plan_conv_input_grad(shape: Sequence[int], op: str, weight: Tensor, grad: Tensor, stride: int,
                          pad: int) -> Tensor:
     """The input gradient of :func:`plan_conv` for an input of ``shape``."""
+    if op == 'wino4' or (op == 'wino' and winograd_f4.available()):
+        return winograd_f4_input_grad(grad, weight)
     if op == 'wino':
         return winograd_conv3x3(grad, weight, transpose=True)
-    if op == 'wino4':
-        return winograd_f4_input_grad(grad, weight)
     return conv_input_grad(shape, weight, grad, stride, pad)
 
 

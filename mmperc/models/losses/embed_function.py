@@ -9,7 +9,7 @@ from torch.autograd.function import once_differentiable
 
 from .class_maps import (ClassMaps, first_block_max_pool, first_block_max_pool_input_grad, first_conv,
                          first_conv_input_grad, plan_conv, plan_conv_input_grad)
-from . import max_pool_relu
+from . import max_pool_relu, winograd_f4
 from .max_pool_relu import pool, pop_routing, unpool
 from .winograd_f4 import winograd_f4_conv3x3_max_pool, winograd_f4_input_grad_unpool
 
@@ -41,10 +41,11 @@ def _out_channels(op: str, weight: Tensor) -> int:
 
 
 def _pools_in_transform(plan: Plan, i: int) -> bool:
-    """Whether the convolution ``plan[i]`` pools its outputs in its F(4x4, 3x3) output transform
-    (:func:`winograd_f4_conv3x3_max_pool`): a ``'wino4'`` before a max pooling, the pooling
-    kernel built."""
-    return plan[i][0] == 'wino4' and _feeds_max_pool(plan, i) and max_pool_relu.available()
+    """Whether the convolution ``plan[i]`` pools its outputs in its Winograd output transform
+    (:func:`winograd_f4_conv3x3_max_pool`): a ``'wino4'`` or ``'wino'`` before a max pooling,
+    the C++ transforms and the pooling kernel built."""
+    return plan[i][0] in ('wino', 'wino4') and _feeds_max_pool(plan, i) and max_pool_relu.available() \
+        and winograd_f4.available()
 
 
 def run_plan(maps: ClassMaps, plan: Plan, pad: int, saved: Optional[List[Tensor]] = None,

@@ -8,7 +8,8 @@ from torch.nn.grad import conv2d_input
 
 from mmperc.models import RandomVGG
 from mmperc.models.losses import max_pool_relu, winograd_f4
-from mmperc.models.losses.winograd_f4 import (_matrices, tile_transforms_source, transform_weight,
+from mmperc.models.losses.winograd import transform_weight as transform_f2
+from mmperc.models.losses.winograd_f4 import (_matrices, f2_matrices, tile_transforms_source, transform_weight,
                                               winograd_f4_conv3x3, winograd_f4_conv3x3_max_pool,
                                               winograd_f4_input_grad, winograd_f4_input_grad_unpool)
 
@@ -25,6 +26,17 @@ def test_matrices_compute_the_correlation_exactly():
     bd = [sum(b_t[j][l] * d[l] for l in range(6)) for j in range(6)]
     y = [sum(a_t[i][j] * gw[j] * bd[j] for j in range(6)) for i in range(4)]
     assert y == [sum(d[i + k] * w[k] for k in range(3)) for i in range(4)]
+
+
+def test_f2_matrices_compute_the_correlation_exactly():
+    """The F(2x2, 3x3) matrices the C++ transforms are generated from: those of the PyTorch path."""
+    a_t, g, b_t = f2_matrices()
+    d = [Fraction(v) for v in (3, -1, 4, 1)]
+    w = [Fraction(v) for v in (2, -7, 1)]
+    gw = [sum(g[j][k] * w[k] for k in range(3)) for j in range(4)]
+    bd = [sum(b_t[j][l] * d[l] for l in range(4)) for j in range(4)]
+    y = [sum(a_t[i][j] * gw[j] * bd[j] for j in range(4)) for i in range(2)]
+    assert y == [sum(d[i + k] * w[k] for k in range(3)) for i in range(2)]
 
 
 def test_committed_tile_header_is_the_generated_one():
@@ -45,14 +57,20 @@ def _rel(out: torch.Tensor, ref: torch.Tensor) -> float:
     return float((out.double() - ref).abs().max() / ref.abs().max())
 
 
+#: The weight transforms whose tiles the C++ extension transforms: F(4x4, 3x3)'s and F(2x2, 3x3)'s
+TRANSFORMS = {'f4': transform_weight, 'f2': transform_f2}
+
+
 @needs_ext
 @pytest.mark.parametrize('size', [(8, 8), (7, 9), (1, 1), (2, 5), (13, 4)])
 @pytest.mark.parametrize('block_rows', [None, 1, 2])
 @pytest.mark.parametrize('channels', [(5, 6), (20, 33)])  # not multiples of the kernel's 16 channels
-def test_forward_and_input_gradient_equal_direct_convolution(size, block_rows, channels, simd_level):
-    """Float32 against float64's direct convolution: odd sizes, partial tiles, blocks."""
+@pytest.mark.parametrize('kind', ['f4', 'f2'])
+def test_forward_and_input_gradient_equal_direct_convolution(size, block_rows, channels, kind, simd_level):
+    """Float32 against float64's direct convolution: odd sizes, partial tiles, blocks; F(4x4, 3x3)
+    and F(2x2, 3x3)."""
     x, w = _inputs(*channels, size)
-    u = transform_weight(w)
+    u = TRANSFORMS[kind](w)
     out = winograd_f4_conv3x3(x, u, block_rows=block_rows)
     assert out.is_contiguous(memory_format=torch.channels_last) and out.shape == (2, channels[1], *size)
     assert _rel(out, F.conv2d(x.double(), w.double(), padding=1)) < 1e-5
@@ -98,34 +116,40 @@ def test_bad_inputs_raise():
 @pytest.mark.parametrize('name', ['input_transform', 'output_transform', 'grad_output_transform',
                                   'grad_input_transform'])
 def test_kernels_check_their_tensors(name):
-    """The C++ side refuses what would read or write out of bounds."""
-    def kernel(map_, tiles, r0):  # the map is the input of the first two, the output of the others
+    """The C++ side refuses what would read or write out of bounds, for tiles of 4 outputs (36
+    positions) and of 2 (16 positions)."""
+    def kernel(map_, tiles, r0, m=4):  # the map is the input of the first two, the output of the others
         args = (map_, tiles) if name in ('input_transform', 'grad_output_transform') else (tiles, map_)
-        return getattr(winograd_f4._ext, name)(*args, r0)
+        return getattr(winograd_f4._ext, name)(*args, r0, m)
 
-    good_map, good_tiles = torch.zeros(1, 8, 8, 4), torch.zeros(36, 1, 2, 2, 4)
+    good_map, good_tiles, f2_tiles = torch.zeros(1, 8, 8, 4), torch.zeros(36, 1, 2, 2, 4), torch.zeros(16, 1, 4, 4, 4)
     kernel(good_map, good_tiles, 0)
-    for bad_map, bad_tiles, r0 in [(good_map, good_tiles, 1),  # past the last tile row
-                                   (good_map, torch.zeros(36, 1, 2, 3, 4), 0),  # tile columns
-                                   (good_map, torch.zeros(36, 1, 2, 2, 5), 0),  # channels
-                                   (good_map.double(), good_tiles.double(), 0),
-                                   (good_map.transpose(1, 2), good_tiles, 0)]:
+    kernel(good_map, f2_tiles, 0, 2)
+    for bad_map, bad_tiles, r0, m in [(good_map, good_tiles, 1, 4),  # past the last tile row
+                                      (good_map, torch.zeros(36, 1, 2, 3, 4), 0, 4),  # tile columns
+                                      (good_map, torch.zeros(36, 1, 2, 2, 5), 0, 4),  # channels
+                                      (good_map.double(), good_tiles.double(), 0, 4),
+                                      (good_map.transpose(1, 2), good_tiles, 0, 4),
+                                      (good_map, good_tiles, 0, 2),  # F(4x4)'s tiles for F(2x2)
+                                      (good_map, f2_tiles, 3, 2),  # past the last tile row
+                                      (good_map, f2_tiles, 0, 3)]:  # no such tiles
         with pytest.raises(RuntimeError, match=name):
-            kernel(bad_map, bad_tiles, r0)
+            kernel(bad_map, bad_tiles, r0, m)
 
 
 @needs_ext
 @pytest.mark.parametrize('size', [(8, 8), (7, 9), (2, 5), (13, 4), (6, 11), (1, 4)])
 @pytest.mark.parametrize('block_rows', [None, 1, 2])
 @pytest.mark.parametrize('channels', [(5, 6), (20, 33)])
-def test_pooled_in_the_transforms_equals_pooling_after(size, block_rows, channels, simd_level):
+@pytest.mark.parametrize('kind', ['f4', 'f2'])
+def test_pooled_in_the_transforms_equals_pooling_after(size, block_rows, channels, kind, simd_level):
     """The convolution pooled in its output transform, and its input gradient routed from the
     pooled gradient in the output gradient's transform, equal the convolution then the pooling
     kernel (and back), bitwise: odd sizes (rows and columns in no window), tiles holding windows
     past the pooled map, one or two tile rows per block, channels off the 16-channel blocks."""
     x, w = _inputs(*channels, size, seed=sum(size))
-    u = transform_weight(w)
-    y = winograd_f4_conv3x3(x, u)
+    u = TRANSFORMS[kind](w)
+    y = winograd_f4_conv3x3(x, u, block_rows=block_rows)  # the same blocks: the same matrix products
     expected = max_pool_relu.pooled_like(y)
     expected_code = torch.empty(expected.shape, dtype=torch.uint8).contiguous(memory_format=torch.channels_last)
     max_pool_relu.max_pool_relu(y, expected, expected_code)
@@ -136,7 +160,7 @@ def test_pooled_in_the_transforms_equals_pooling_after(size, block_rows, channel
     g = torch.randn(expected.shape, generator=torch.Generator().manual_seed(1))
     dy = max_pool_relu.max_pool_relu_backward(g, code, y.shape)
     grad = winograd_f4_input_grad_unpool(g, code, u, x.shape, block_rows=block_rows)
-    assert grad.shape == x.shape and torch.equal(grad, winograd_f4_input_grad(dy, u))
+    assert grad.shape == x.shape and torch.equal(grad, winograd_f4_input_grad(dy, u, block_rows=block_rows))
 
 
 @needs_ext
