@@ -1,5 +1,6 @@
 """The loss network's layers one by one: oneDNN's direct convolution against Winograd F(2x2, 3x3)
-and F(4x4, 3x3), forward and input gradient, side by side (CPU, float32, channels-last).
+(its tile transforms in PyTorch, and in C++) and F(4x4, 3x3), forward and input gradient, side by
+side (CPU, float32, channels-last).
 
 Per layer: the median milliseconds of interleaved rounds of each, and each one's error against
 float64's direct convolution (rms, relative to the output's rms), on a post-ReLU input and
@@ -42,7 +43,9 @@ def layer_fns(c_in: int, c_out: int, size: int, batch: int) -> Tuple[Dict[str, C
     u2 = winograd.transform_weight(w)
     fns.update({'F2': lambda: winograd.winograd_conv3x3(x, u2),
                 'F2 grad': lambda: winograd.winograd_conv3x3(grad, u2, transpose=True)})
-    if winograd_f4.available():
+    if winograd_f4.available():  # F(2x2, 3x3)'s tile transforms in C++ too, as the loss network runs them
+        fns.update({'F2 C++': lambda: winograd_f4.winograd_f4_conv3x3(x, u2),
+                    'F2 C++ grad': lambda: winograd_f4.winograd_f4_input_grad(grad, u2)})
         u4 = winograd_f4.transform_weight(w)
         fns.update({'F4': lambda: winograd_f4.winograd_f4_conv3x3(x, u4),
                     'F4 grad': lambda: winograd_f4.winograd_f4_input_grad(grad, u4)})
@@ -63,7 +66,7 @@ def main(argv: List[str] = None) -> None:
     args = parser.parse_args(argv)
     print(f'CPU, float32, channels-last, batch {args.batch}, torch {torch.__version__}, '
           f'threads {torch.get_num_threads()}, F(4x4, 3x3) built: {winograd_f4.available()}')
-    names = ['direct', 'direct grad', 'F2', 'F2 grad', 'F4', 'F4 grad']
+    names = ['direct', 'direct grad', 'F2', 'F2 grad', 'F2 C++', 'F2 C++ grad', 'F4', 'F4 grad']
     print(f'{"layer":<22}' + ''.join(f'{n + " ms":>16}' for n in names) + '   rms error: ' + ', '.join(names))
     for c_in, c_out, size in LAYERS:
         size = max(4, int(size * args.scale))

@@ -12,6 +12,6 @@ def test_every_layer_with_times_and_float32_errors():
     assert len(rows) == 7, out
     for row in rows:
         errors = row.split('   ')[-1].split(', ')
-        assert len(errors) == 6, row
+        assert len(errors) == 8, row
         measured = [float(e) for e in errors if e != '-']
-        assert len(measured) == (6 if winograd_f4.available() else 4) and max(measured) < 1e-5, row
+        assert len(measured) == (8 if winograd_f4.available() else 4) and max(measured) < 1e-5, row

@@ -10,7 +10,10 @@ into the permuted positions instead, so no second transform is made.
 
 The tile transforms are elementwise passes over the input and output, so the scheme pays only
 where the matrix products dominate: many channels on small maps. Rows of tiles are processed a
-block at a time, so that the transformed tiles stay small at any input size.
+block at a time, so that the transformed tiles stay small at any input size. Where mmperc's C++
+extension is built, the loss network runs these tile transforms there instead, with the same
+weight transform (:mod:`.winograd_f4`, :func:`.class_maps.plan_conv`); this PyTorch path is the
+one without it.
 """
 from typing import Optional, Sequence
 

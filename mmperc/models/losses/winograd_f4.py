@@ -7,6 +7,13 @@ products save; here they run in C++ (``csrc/winograd_f4.cpp``, built by ``pip in
 --no-build-isolation -e .``), one pass over memory per block of tile rows, and :func:`available`
 says whether that build is importable (else the loss network keeps F(2x2, 3x3), :mod:`.winograd`).
 
+The same C++ passes run F(2x2, 3x3) (4x4 input tiles, 2x2 outputs) from :mod:`.winograd`'s weight
+transform: every function here takes either transform (36 or 16 positions). A convolution
+followed by a 2x2 max pooling can pool in its output transform
+(:func:`winograd_f4_conv3x3_max_pool`): a tile holds its pooling windows whole, so the outputs
+are never written, and its backward makes the output gradient's tiles from the pooled gradient
+and the pooling's codes (:func:`winograd_f4_input_grad_unpool`).
+
 The interpolation points are (0, 1, -1, 1/2, -2, inf): float32 error about 2e-6 of the output's
 rms, against about 7e-6 with the usual (0, 1, -1, 2, -2) (``benchmarks/README.md``). The input
 gradient is the algorithm's own transpose, ``B [U^T (A dY A^T)] B^T`` added tile by tile, so it

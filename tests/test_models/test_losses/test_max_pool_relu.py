@@ -88,7 +88,8 @@ def test_bad_input_raises():
     with pytest.raises(RuntimeError, match='Float'):
         max_pool_relu.max_pool_relu(x.double().contiguous(memory_format=CL))
     with pytest.raises(RuntimeError, match='pooled'):
-        max_pool_relu.max_pool_relu(x.contiguous(memory_format=CL), torch.empty(1, 8, 3, 2).contiguous(memory_format=CL))
+        max_pool_relu.max_pool_relu(x.contiguous(memory_format=CL),
+                                    torch.empty(1, 8, 3, 2).contiguous(memory_format=CL))
     code = torch.zeros(1, 8, 2, 2, dtype=torch.uint8).contiguous(memory_format=CL)
     with pytest.raises(RuntimeError, match='pooled'):
         max_pool_relu.max_pool_relu_backward(torch.zeros(1, 8, 2, 2).contiguous(memory_format=CL), code, (1, 8, 6, 4))

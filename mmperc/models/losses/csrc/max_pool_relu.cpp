@@ -57,7 +57,9 @@ MMPERC_INLINE void pool_rows_range(const Pass& p, int64_t begin, int64_t end) {
         if (l == L) {
           window_max<L>(a + c0, a + C + c0, c + c0, c + C + c0, m, k);
         } else {
-          for (int e = 0; e < l; ++e) window_max<1>(a + c0 + e, a + C + c0 + e, c + c0 + e, c + C + c0 + e, m + e, k + e);
+          for (int e = 0; e < l; ++e) {
+            window_max<1>(a + c0 + e, a + C + c0 + e, c + c0 + e, c + C + c0 + e, m + e, k + e);
+          }
         }
         store_pooled<L>(m, k, l, o + j * C + c0, cd ? cd + j * C + c0 : nullptr);
       }
