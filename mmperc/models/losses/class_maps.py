@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import winograd_f4
 from .layout import channels_last, memory_format
 from .max_pool_relu import max_pool_relu, max_pool_relu_backward, pooled_like, takes
 from .onehot_conv import gathers, onehot_conv2d
 from .winograd import winograd_conv3x3
-from . import winograd_f4
 from .winograd_f4 import winograd_f4_conv3x3, winograd_f4_input_grad
 
 #: Bytes of activated class maps per band of rows on the CPU; maps up to this size run in one
@@ -344,8 +344,10 @@ def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], 
     of a channels-last band is pooled straight into its rows of the pooled map (a slice of one
     image is contiguous, so no copy is made). Without ``saved`` no argmax is computed. With
     ``saved``, appends what the whole-map path
-    does: the ReLU mask (bool) of each convolution but the last, then the pooling's argmax over
-    the whole map (flat ``row * W + col``) and where the pooled map is positive."""
+    does: the ReLU mask (bool) of each convolution but the last, then, pooled by the C++ kernel
+    (:mod:`.max_pool_relu`, float32 channels-last maps on the CPU), its codes (uint8), else
+    PyTorch's argmax over the whole map (flat ``row * W + col``) and where the pooled map is
+    positive."""
     n, c, h, w = maps.shape
     out: Optional[Tensor] = None
     indices: Optional[Tensor] = None  # PyTorch's argmax, or the C++ kernel's codes

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from . import max_pool_relu, winograd_f4
 from .class_maps import (ClassMaps, first_block_max_pool, first_block_max_pool_input_grad, first_conv,
                          first_conv_input_grad, plan_conv, plan_conv_input_grad)
-from . import max_pool_relu, winograd_f4
 from .max_pool_relu import pool, pop_routing, unpool
 from .winograd_f4 import winograd_f4_conv3x3_max_pool, winograd_f4_input_grad_unpool
 

@@ -99,6 +99,23 @@ MMPERC_INLINE void unpool_rows_range(const Pass& p, int64_t begin, int64_t end) 
   }
 }
 
+// A pass's sizes and strides, from the full-resolution map, the pooled one and the codes
+Pass shaped(const at::Tensor& full, const at::Tensor& pooled, const at::Tensor* code) {
+  Pass p{};
+  p.C = full.size(1);
+  p.H = full.size(2);
+  p.W = full.size(3);
+  p.Ho = pooled.size(2);
+  p.Wo = pooled.size(3);
+  p.xsn = full.stride(0);
+  p.xsh = full.stride(2);
+  p.osn = pooled.stride(0);
+  p.osh = pooled.stride(2);
+  p.csn = code ? code->stride(0) : 0;
+  p.csh = code ? code->stride(2) : 0;
+  return p;
+}
+
 // Both, built for two instruction sets (simd_levels.h)
 MMPERC_LEVELS(pool_rows, Pass, pool_rows_range(p, begin, end))
 MMPERC_LEVELS(unpool_rows, Pass, unpool_rows_range(p, begin, end))
@@ -112,25 +129,15 @@ void max_pool_relu(const at::Tensor& x, at::Tensor& out, c10::optional<at::Tenso
   const int64_t N = x.size(0), C = x.size(1), Ho = out.size(2), Wo = out.size(3);
   TORCH_CHECK(out.size(0) == N && out.size(1) == C && Ho == x.size(2) / 2 && Wo == x.size(3) / 2,
               "max_pool_relu: out ", out.sizes(), " is not x ", x.sizes(), " pooled");
-  Pass p{};
-  if (code.has_value()) {
-    check_map(*code, at::kByte, "max_pool_relu: code");
-    TORCH_CHECK(code->sizes() == out.sizes(), "max_pool_relu: code and out differ in shape");
-    p.cp = code->data_ptr<uint8_t>();
-    p.csn = code->stride(0);
-    p.csh = code->stride(2);
+  const at::Tensor* cd = code.has_value() ? &*code : nullptr;
+  if (cd) {
+    check_map(*cd, at::kByte, "max_pool_relu: code");
+    TORCH_CHECK(cd->sizes() == out.sizes(), "max_pool_relu: code and out differ in shape");
   }
-  p.C = C;
-  p.H = x.size(2);
-  p.W = x.size(3);
-  p.Ho = Ho;
-  p.Wo = Wo;
+  Pass p = shaped(x, out, cd);
+  p.cp = cd ? cd->data_ptr<uint8_t>() : nullptr;
   p.xp = x.data_ptr<float>();
-  p.xsn = x.stride(0);
-  p.xsh = x.stride(2);
   p.op = out.data_ptr<float>();
-  p.osn = out.stride(0);
-  p.osh = out.stride(2);
   const auto run = pool_rows[simd::simd_level()];
   at::parallel_for(0, N * Ho, 1, [&](int64_t begin, int64_t end) { run(p, begin, end); });
 }
@@ -145,21 +152,10 @@ void max_pool_relu_backward(const at::Tensor& grad, const at::Tensor& code, at::
   TORCH_CHECK(grad.sizes() == code.sizes() && grad.size(0) == N && grad.size(1) == C && grad.size(2) == Ho &&
               grad.size(3) == Wo, "max_pool_relu_backward: grad ", grad.sizes(), " and code ", code.sizes(),
               " are not out ", out.sizes(), " pooled");
-  Pass p{};
-  p.C = C;
-  p.H = H;
-  p.W = W;
-  p.Ho = Ho;
-  p.Wo = Wo;
+  Pass p = shaped(out, grad, &code);
   p.dx = out.data_ptr<float>();
-  p.xsn = out.stride(0);
-  p.xsh = out.stride(2);
   p.gp = grad.data_ptr<float>();
-  p.osn = grad.stride(0);
-  p.osh = grad.stride(2);
   p.cd = code.data_ptr<uint8_t>();
-  p.csn = code.stride(0);
-  p.csh = code.stride(2);
   const auto run = unpool_rows[simd::simd_level()];
   at::parallel_for(0, N * ((H + 1) / 2), 1, [&](int64_t begin, int64_t end) { run(p, begin, end); });
 }
