@@ -33,6 +33,20 @@ def test_bands_have_rows_per_reach():
         assert all(b - a >= class_maps.ROWS_PER_REACH * reach for a, b in rows[:-1])
 
 
+def test_bands_on_the_cpu_count_the_widest_maps(bands, monkeypatch):
+    """On the CPU a band's rows are counted at the first block's widest maps when the class maps
+    have fewer channels: more, smaller bands; off the CPU and with more classes, the same."""
+    budget = 2 * C * 64 * 4 * 40  # about 40 rows of the class maps
+    bands(budget)
+    monkeypatch.setattr(class_maps, 'DEVICE_BAND_BYTES', budget)
+    maps = ClassMaps(torch.zeros(2, C, 256, 64))
+    narrow, wide = maps.bands(1, align=2), maps.bands(1, align=2, width=8 * C)
+    assert len(wide) > len(narrow) > 1 and wide[-1][1] == narrow[-1][1] == 256
+    assert maps.bands(1, align=2, width=C - 1) == narrow
+    meta = ClassMaps(torch.zeros(2, C, 256, 64, device='meta'))
+    assert meta.bands(1, align=2, width=8 * C) == meta.bands(1, align=2) == narrow
+
+
 def test_bands_off_the_cpu_use_the_device_budget():
     """GPUs: bands of DEVICE_BAND_BYTES (a launch per band and op costs more there than a band
     missing the cache), at 769x769, batch 8: 11 bands with 150 classes, 2 with 19 (the CPU: 49

@@ -158,3 +158,20 @@ def test_simd_level_is_checked():
         with pytest.raises(RuntimeError, match='x86-64-v3'):
             max_pool_relu._ext.set_simd_level(bad)
     assert max_pool_relu._ext.simd_level() in (0, 1)
+
+
+@needs_ext
+@pytest.mark.parametrize('size', [2, 3])
+def test_first_block_pooled_to_one_pixel(size, monkeypatch):
+    """A first block pooled to 1x1 (its map both channels-last and NCHW): the codes stay
+    channels-last rows for the kernel (a review found this raising), and the gradient is that of
+    PyTorch's pooling."""
+    net = RandomVGG(in_channels=3, num_convs=(2, ), channels=(16, ))
+    source = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+    grads = []
+    for ext in (max_pool_relu._ext, None):
+        monkeypatch.setattr(max_pool_relu, '_ext', ext)
+        x = source.clone().requires_grad_()
+        net(x)[-1].square().sum().backward()
+        grads.append(x.grad)
+    assert torch.equal(grads[0], grads[1])
