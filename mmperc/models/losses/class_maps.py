@@ -20,7 +20,7 @@ from torch import Tensor
 
 from . import winograd_f4
 from .layout import channels_last, memory_format
-from .max_pool_relu import max_pool_relu, max_pool_relu_backward, pooled_like, takes
+from .max_pool_relu import max_pool_relu, max_pool_relu_backward, new_codes, pooled_like, takes
 from .onehot_conv import gathers, onehot_conv2d
 from .winograd import winograd_conv3x3
 from .winograd_f4 import winograd_f4_conv3x3, winograd_f4_input_grad
@@ -339,10 +339,15 @@ def plan_conv_input_grad(shape: Sequence[int], op: str, weight: Tensor, grad: Te
     return conv_input_grad(shape, weight, grad, stride, pad)
 
 
+def out_channels(op: str, weight: Tensor) -> int:
+    """Output channels of a loss-network convolution of ``op`` (a Winograd transform is
+    ``(tiles, C_in, C_out)``, a weight ``(C_out, C_in, k, k)``)."""
+    return weight.shape[-1] if op in ('wino', 'wino4') else weight.shape[0]
+
+
 def _widest(layers: Sequence[Tuple[str, Tensor]]) -> int:
-    """The most output channels of the first block's convolutions (a Winograd transform's last
-    dimension, a weight's first)."""
-    return max(weight.shape[-1] if op in ('wino', 'wino4') else weight.shape[0] for op, weight in layers)
+    """The most output channels of the first block's convolutions."""
+    return max(out_channels(op, weight) for op, weight in layers)
 
 
 def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], pad: int,
@@ -386,9 +391,8 @@ def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], 
             out = pooled_like(y, h // 2) if fused else torch.empty(
                 (n, y.shape[1], h // 2, w // 2), dtype=y.dtype, device=y.device, memory_format=memory_format(y))
             if saved is not None:  # the argmax only for the backward (the target has none)
-                # the kernel's codes channels-last like its output, even where that is also NCHW (1x1)
-                indices = torch.empty(out.shape, dtype=torch.uint8 if fused else torch.int64, device=y.device,
-                                      memory_format=torch.channels_last if fused else memory_format(out))
+                indices = new_codes(out.shape, y.device) if fused else torch.empty(
+                    out.shape, dtype=torch.int64, device=y.device, memory_format=memory_format(out))
             if channels_last(y):
                 images = [slice(k, k + 1) for k in range(n)]
         if fused:  # the C++ kernel: the whole band, ReLU and codes included

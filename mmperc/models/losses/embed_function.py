@@ -9,8 +9,8 @@ from torch.autograd.function import once_differentiable
 
 from . import max_pool_relu, winograd_f4
 from .class_maps import (ClassMaps, first_block_max_pool, first_block_max_pool_input_grad, first_conv,
-                         first_conv_input_grad, plan_conv, plan_conv_input_grad)
-from .max_pool_relu import pool, pop_routing, unpool
+                         first_conv_input_grad, out_channels, plan_conv, plan_conv_input_grad)
+from .max_pool_relu import new_codes, pool, pop_routing, unpool
 from .winograd_f4 import winograd_f4_conv3x3_max_pool, winograd_f4_input_grad_unpool
 
 
@@ -33,11 +33,6 @@ def _banded_block(plan: Plan) -> int:
                                                         (convs and plan[convs][0] == 'wino4')):
         convs += 1
     return convs if _feeds_max_pool(plan, convs - 1) else 0
-
-
-def _out_channels(op: str, weight: Tensor) -> int:
-    """Output channels of a plan's convolution (a Winograd transform is ``(tiles, C_in, C_out)``)."""
-    return weight.shape[-1] if op in ('wino', 'wino4') else weight.shape[0]
 
 
 def _pools_in_transform(plan: Plan, i: int) -> bool:
@@ -63,7 +58,7 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int, saved: Optional[List[Tensor]
     for i, (op, weight, stride) in enumerate(plan):
         if banded and i <= banded:  # the first block: its convolutions and max pooling at once
             n, _, h, w = maps.shape
-            shapes.append(maps.shape if i == 0 else torch.Size((n, _out_channels(*plan[i - 1][:2]), h, w)))
+            shapes.append(maps.shape if i == 0 else torch.Size((n, out_channels(*plan[i - 1][:2]), h, w)))
             if i == 0:
                 x = first_block_max_pool(maps, [(o, wt) for o, wt, _ in plan[:banded]], pad, saved)
         elif op in _CONVS:
@@ -73,8 +68,7 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int, saved: Optional[List[Tensor]
             elif _pools_in_transform(plan, i):
                 shapes.append(x.shape)
                 n, _, h, w = x.shape
-                code = None if saved is None else torch.empty(
-                    (n, weight.shape[2], h // 2, w // 2), dtype=torch.uint8, memory_format=torch.channels_last)
+                code = None if saved is None else new_codes((n, weight.shape[2], h // 2, w // 2), x.device)
                 x, pooled = winograd_f4_conv3x3_max_pool(x, weight, code), True
                 if pooled_convs is not None:
                     pooled_convs.append(i)

@@ -50,6 +50,12 @@ def pooled_like(x: Tensor, rows: Optional[int] = None) -> Tensor:
                        memory_format=torch.channels_last)
 
 
+def new_codes(shape: Sequence[int], device: torch.device) -> Tensor:
+    """An unwritten uint8 tensor for the codes of a pooled map of ``shape`` (N, C, H, W), its rows
+    channels-last as the kernels take them (also where the map is 1x1, both layouts at once)."""
+    return torch.empty(shape, dtype=torch.uint8, device=device, memory_format=torch.channels_last)
+
+
 def max_pool_relu(x: Tensor, out: Optional[Tensor] = None, code: Optional[Tensor] = None) -> Tensor:
     """``relu(max_pool2d(x, 2, 2))`` by the C++ kernel (:func:`takes` ``x``), written to ``out``
     (default: a new channels-last tensor) and returned; with ``code`` (uint8, ``out``'s shape),
@@ -77,7 +83,7 @@ def pool(x: Tensor, saved: Optional[List[Tensor]]) -> Tensor:
     and where the pooled map is positive (the ReLU's gradient)."""
     if takes(x):
         out = pooled_like(x)
-        code = None if saved is None else torch.empty(out.shape, dtype=torch.uint8, memory_format=torch.channels_last)
+        code = None if saved is None else new_codes(out.shape, x.device)
         max_pool_relu(x, out, code)
         if saved is not None:
             saved.append(code)
