@@ -23,18 +23,24 @@ struct Sizes {
   int64_t N, H, W, C, R, TW, stride;
 };
 
-Sizes checked_sizes(const at::Tensor& map, const at::Tensor& tiles, int64_t r0, const char* name, int64_t M) {
+// Checks a 4-D map (N, ., ., C; described by what) and its tiles of an H x W map fit each other
+Sizes checked_tiles(const at::Tensor& map, const at::Tensor& tiles, int64_t r0, int64_t H, int64_t W, int64_t M,
+                    const char* name, const char* what) {
   TORCH_CHECK(M == 2 || M == 4, name, ": tiles of 2 or 4 outputs, not ", M);
-  TORCH_CHECK(map.dim() == 4 && tiles.dim() == 5 && tiles.size(0) == (M + 2) * (M + 2), name,
-              ": expected a (N, H, W, C) map and (", (M + 2) * (M + 2), ", N, R, TW, C) tiles");
+  TORCH_CHECK(map.dim() == 4 && tiles.dim() == 5 && tiles.size(0) == (M + 2) * (M + 2), name, ": expected ", what,
+              " and (", (M + 2) * (M + 2), ", N, R, TW, C) tiles");
   TORCH_CHECK(map.scalar_type() == at::kFloat && tiles.scalar_type() == at::kFloat, name, ": float32 only");
   TORCH_CHECK(map.is_contiguous() && tiles.is_contiguous(), name, ": contiguous tensors only");
   TORCH_CHECK(map.size(0) == tiles.size(1) && map.size(3) == tiles.size(4), name, ": batch or channels differ");
-  TORCH_CHECK(tiles.size(3) == (map.size(2) + M - 1) / M && r0 >= 0 && r0 + tiles.size(2) <= (map.size(1) + M - 1) / M,
-              name, ": the tiles do not fit the map");
-  const int64_t N = map.size(0), H = map.size(1), W = map.size(2), C = map.size(3);
-  const int64_t R = tiles.size(2), TW = tiles.size(3);
+  TORCH_CHECK(tiles.size(3) == (W + M - 1) / M && r0 >= 0 && r0 + tiles.size(2) <= (H + M - 1) / M, name,
+              ": the tiles do not fit the map");
+  const int64_t N = tiles.size(1), C = tiles.size(4), R = tiles.size(2), TW = tiles.size(3);
   return {N, H, W, C, R, TW, N * R * TW * C};
+}
+
+Sizes checked_sizes(const at::Tensor& map, const at::Tensor& tiles, int64_t r0, const char* name, int64_t M) {
+  TORCH_CHECK(map.dim() == 4, name, ": expected a (N, H, W, C) map");
+  return checked_tiles(map, tiles, r0, map.size(1), map.size(2), M, name, "a (N, H, W, C) map");
 }
 
 MMPERC_INLINE void load(const float* __restrict src, int c0, int l, float* __restrict d) {
@@ -275,21 +281,13 @@ void tiles_to_map(const at::Tensor& tiles, at::Tensor& map, int64_t r0, int64_t 
 // (N, H / 2, W / 2, K), contiguous, with its codes (uint8, the same shape) when given
 Sizes checked_pooled(const at::Tensor& pooled, const at::Tensor* code, const at::Tensor& tiles, int64_t r0,
                      int64_t H, int64_t W, int64_t M, const char* name) {
-  TORCH_CHECK(M == 2 || M == 4, name, ": tiles of 2 or 4 outputs, not ", M);
-  TORCH_CHECK(pooled.dim() == 4 && tiles.dim() == 5 && tiles.size(0) == (M + 2) * (M + 2), name,
-              ": expected a (N, H / 2, W / 2, K) pooled map and (", (M + 2) * (M + 2), ", N, R, TW, K) tiles");
-  TORCH_CHECK(pooled.scalar_type() == at::kFloat && tiles.scalar_type() == at::kFloat, name, ": float32 only");
-  TORCH_CHECK(pooled.is_contiguous() && tiles.is_contiguous(), name, ": contiguous tensors only");
-  TORCH_CHECK(pooled.size(0) == tiles.size(1) && pooled.size(3) == tiles.size(4), name, ": batch or channels differ");
+  const Sizes s = checked_tiles(pooled, tiles, r0, H, W, M, name, "a (N, H / 2, W / 2, K) pooled map");
   TORCH_CHECK(pooled.size(1) == H / 2 && pooled.size(2) == W / 2, name, ": the pooled map is not H x W pooled");
-  TORCH_CHECK(tiles.size(3) == (W + M - 1) / M && r0 >= 0 && r0 + tiles.size(2) <= (H + M - 1) / M, name,
-              ": the tiles do not fit the map");
   if (code) {
     TORCH_CHECK(code->scalar_type() == at::kByte && code->is_contiguous() && code->sizes() == pooled.sizes(), name,
                 ": the codes must be a contiguous uint8 tensor of the pooled map's shape");
   }
-  const int64_t N = tiles.size(1), K = tiles.size(4), R = tiles.size(2), TW = tiles.size(3);
-  return {N, H, W, K, R, TW, N * R * TW * K};
+  return s;
 }
 
 }  // namespace
