@@ -147,17 +147,19 @@ class ClassMaps:
             x = self._activated(start, stop)
         return x if self.valid is None else x.mul_(self._valid(start, stop))
 
-    def conv_rows(self, start: int, stop: int, weight: Tensor, pad: int, stride: int = 1) -> Tensor:
-        """``conv2d(rows [start, stop), weight)`` with zero padding ``pad``; a one-hot input's
-        (stride 1, enough classes: :func:`gathers`) summed from the weight's columns by label
-        (:func:`onehot_conv2d`), without its one-hot rows, in the layout the convolution gives
-        (channels-last if the rows or the weight are)."""
-        if self.kind == 'onehot' and stride == 1 and gathers(self.channels, weight.shape[-1]):
+    def conv_rows(self, start: int, stop: int, weight: Tensor, pad: int, stride: int = 1,
+                  op: str = 'conv') -> Tensor:
+        """``conv2d(rows [start, stop), weight)`` with zero padding ``pad`` (or ``op`` with its
+        ``weight``: :func:`plan_conv`); a one-hot input's (direct, stride 1, enough classes:
+        :func:`gathers`) summed from the weight's columns by label (:func:`onehot_conv2d`),
+        without its one-hot rows, in the layout the convolution gives (channels-last if the rows
+        or the weight are)."""
+        if self.kind == 'onehot' and op == 'conv' and stride == 1 and gathers(self.channels, weight.shape[-1]):
             valid = None if self.valid is None else self.valid[:, start:stop]
             y = onehot_conv2d(self.source[:, start:stop], self.channels, weight, pad, valid)
             return y if self.channels_last or channels_last(weight) else y.contiguous()
         x = self.whole() if (start, stop) == (0, self.shape[2]) else self.rows(start, stop)
-        return F.conv2d(x, weight, stride=stride, padding=pad)
+        return plan_conv(x, op, weight, stride, pad)
 
     def whole(self) -> Tensor:
         """The whole activated input (the source itself when nothing is applied)."""
@@ -286,15 +288,15 @@ def _bands(maps: ClassMaps, stride: int, pad: int, align: int = 1,
     return [(start, stop, max(start - pad, 0), min(stop + pad, h)) for start, stop in bands]
 
 
-def first_conv(maps: ClassMaps, weight: Tensor, stride: int, pad: int) -> Tensor:
-    """``conv2d(maps, weight)``, a band of rows at a time (stride 1)."""
+def first_conv(maps: ClassMaps, weight: Tensor, stride: int, pad: int, op: str = 'conv') -> Tensor:
+    """``conv2d(maps, weight)`` (or ``op``: :func:`plan_conv`), a band of rows at a time (stride 1)."""
     bands = _bands(maps, stride, pad)
     if len(bands) == 1:
-        return maps.conv_rows(0, maps.shape[2], weight, pad, stride)
+        return maps.conv_rows(0, maps.shape[2], weight, pad, stride, op)
     out: Optional[Tensor] = None
     for start, stop, a, b in bands:
         # rows [a, b) with zero padding: exact on rows [start, stop), the band's own
-        y = maps.conv_rows(a, b, weight, pad)
+        y = maps.conv_rows(a, b, weight, pad, op=op)
         if out is None:
             n, k, _, w = y.shape
             out = torch.empty((n, k, maps.shape[2], w), dtype=y.dtype, device=y.device,
@@ -304,16 +306,16 @@ def first_conv(maps: ClassMaps, weight: Tensor, stride: int, pad: int) -> Tensor
 
 
 def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride: int,
-                          pad: int) -> Tensor:
+                          pad: int, op: str = 'conv') -> Tensor:
     """Gradient w.r.t. the source of ``maps`` from the first convolution's output gradient."""
     n, c, h, w = maps.shape
     bands = _bands(maps, stride, pad)
     if len(bands) == 1:
-        return maps.backward_rows(conv_input_grad(maps.shape, weight, grad, stride, pad), 0, h)
+        return maps.backward_rows(plan_conv_input_grad(maps.shape, op, weight, grad, stride, pad), 0, h)
     out = maps.new_grad()
     for start, stop, a, b in bands:
         # the output rows that reach rows [start, stop) are all in [a, b)
-        g = conv_input_grad((n, c, b - a, w), weight, grad[:, :, a:b], 1, pad)[:, :, start - a:stop - a]
+        g = plan_conv_input_grad((n, c, b - a, w), op, weight, grad[:, :, a:b], 1, pad)[:, :, start - a:stop - a]
         maps.backward_rows(g, start, stop, out=out[:, :, start:stop])
     return out
 
@@ -353,8 +355,8 @@ def _widest(layers: Sequence[Tuple[str, Tensor]]) -> int:
 def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], pad: int,
                          saved: Optional[List[Tensor]] = None) -> Tensor:
     """The first block, a band of rows at a time: ``relu(max_pool2d(conv2d(...), 2, 2))`` after
-    the convolutions ``layers`` (``(op, weight)``: ``'conv'``, or after the first ``'wino4'`` with
-    its Winograd transform; stride 1, each but the last followed by a ReLU).
+    the convolutions ``layers`` (``(op, weight)``: ``'conv'``, or ``'wino4'`` with its Winograd
+    transform; stride 1, each but the last followed by a ReLU).
 
     Each band, with the reach of all the block's convolutions above and below, runs through
     them; bands start on even rows, so each band's own rows are then pooled on their own, and no
@@ -374,7 +376,7 @@ def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], 
     images = [slice(None)]
     fused = False
     for start, stop, a, b in _bands(maps, 1, pad * len(layers), align=2, width=_widest(layers)):
-        y = maps.conv_rows(a, b, layers[0][1], pad)
+        y = maps.conv_rows(a, b, layers[0][1], pad, op=layers[0][0])
         for j, (op, weight) in enumerate(layers):  # exact on rows [start, stop) at the end
             if j:
                 y = plan_conv(y, op, weight, 1, pad)

@@ -27,10 +27,9 @@ def _feeds_max_pool(plan: Plan, i: int) -> bool:
 def _banded_block(plan: Plan) -> int:
     """How many convolutions (stride 1) open the plan and run, with the max pooling after
     them, a band of rows at a time (:func:`first_block_max_pool`); 0 when no max pooling
-    follows them. The first is direct (on the class maps), the others direct or ``'wino4'``."""
+    follows them. Each is direct or ``'wino4'``."""
     convs = 0
-    while convs < len(plan) and plan[convs][2] == 1 and (plan[convs][0] == 'conv' or
-                                                        (convs and plan[convs][0] == 'wino4')):
+    while convs < len(plan) and plan[convs][2] == 1 and plan[convs][0] in ('conv', 'wino4'):
         convs += 1
     return convs if _feeds_max_pool(plan, convs - 1) else 0
 
@@ -64,7 +63,7 @@ def run_plan(maps: ClassMaps, plan: Plan, pad: int, saved: Optional[List[Tensor]
         elif op in _CONVS:
             if x is None:
                 shapes.append(maps.shape)
-                x = first_conv(maps, weight, stride, pad)
+                x = first_conv(maps, weight, stride, pad, op)
             elif _pools_in_transform(plan, i):
                 shapes.append(x.shape)
                 n, _, h, w = x.shape
@@ -167,7 +166,7 @@ class FrozenVGGEmbed(torch.autograd.Function):
                 if mask is not None:  # where(): no float copy of the bool mask, as a product makes
                     grad = torch.where(mask, grad, grad.new_zeros(()), out=grad if owned else None)
                 if i == 0:
-                    grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad)
+                    grad = first_conv_input_grad(ctx.maps, weight, grad, stride, ctx.pad, op)
                 elif i in ctx.pooled_convs:  # grad is pooled: routed by the codes as the tiles are made
                     grad = winograd_f4_input_grad_unpool(grad, code, weight, shape)
                 else:  # the gradient dtype follows the forward's (bf16 under autocast)

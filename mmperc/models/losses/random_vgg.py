@@ -251,18 +251,21 @@ class RandomVGG(nn.Module):
         source = maps.source
         if self._weights[0].device != source.device:  # a copy that .to() never moved (DataParallel, FSDP)
             self._move_weights(lambda w: w.to(source.device))
-        plan = self._plan(maps.dtype, source.device, self.num_blocks if num_blocks is None else num_blocks)
+        plan = self._plan(maps.dtype, source.device, self.num_blocks if num_blocks is None else num_blocks,
+                          onehot=maps.kind == 'onehot')
         pad = self.kernel_size // 2
         if source.requires_grad and torch.is_grad_enabled():
             return list(FrozenVGGEmbed.apply(source, maps, plan, pad))
         with torch.no_grad():
             return run_plan(maps, plan, pad)[0]
 
-    def _plan(self, dtype: torch.dtype, device: torch.device,
-              num_blocks: int) -> List[Tuple[str, Optional[Tensor], int]]:
+    def _plan(self, dtype: torch.dtype, device: torch.device, num_blocks: int,
+              onehot: bool = False) -> List[Tuple[str, Optional[Tensor], int]]:
         """The ops of the first ``num_blocks`` blocks for an input of ``dtype`` on ``device``:
         ``(op, weight, stride)``, ``('wino4', transform, 1)`` / ``('wino', transform, 1)`` for a
-        Winograd F(4x4, 3x3) / F(2x2, 3x3) convolution, ``'out'`` per block."""
+        Winograd F(4x4, 3x3) / F(2x2, 3x3) convolution, ``'out'`` per block. The first
+        convolution stays direct on ``onehot`` maps (labels: it sums the weight's columns by
+        label, :func:`.onehot_conv.onehot_conv2d`)."""
         weights = iter(enumerate(self.weights()))
         plan: List[Tuple[str, Optional[Tensor], int]] = []
         fast = self.winograd and self.kernel_size == 3 and device.type == 'cpu' \
@@ -270,7 +273,7 @@ class RandomVGG(nn.Module):
         for block, n in enumerate(self.num_convs[:num_blocks]):
             for _ in range(n):
                 i, weight = next(weights)
-                op = self._winograd_op(weight, block) if fast and i > 0 and weight.dtype == dtype else None
+                op = self._winograd_op(weight, block) if fast and (i or not onehot) and weight.dtype == dtype else None
                 if op is None:
                     plan.append(('conv', self._cast(weight, dtype, device), 1))
                 else:
@@ -284,13 +287,14 @@ class RandomVGG(nn.Module):
 
     @staticmethod
     def _winograd_op(weight: Tensor, block: int) -> Optional[str]:
-        """``'wino4'``, ``'wino'`` or None (direct) for a float32 CPU weight of ``block``, not
-        the first (it convolves the class maps as they are activated).
+        """``'wino4'``, ``'wino'`` or None (direct) for a float32 CPU weight of ``block``.
 
         F(4x4, 3x3) (its C++ transforms built) from :data:`winograd_f4.MIN_CHANNELS` channels in
         and out up to :data:`winograd_f4.MAX_CHANNEL_PRODUCT` (memory), also in the first block,
-        whose convolutions run a band of rows at a time with its pooling (``embed_function``);
-        else F(2x2, 3x3) from :data:`MIN_CHANNELS` after the first block."""
+        whose convolutions run a band of rows at a time with its pooling (``embed_function``),
+        and for the first convolution on (dense) class maps of 64 classes or more, a band of
+        their activated rows at a time; else F(2x2, 3x3) from :data:`MIN_CHANNELS` after the
+        first block."""
         channels = min(weight.shape[:2])
         if winograd_f4.available() and channels >= winograd_f4.MIN_CHANNELS \
                 and weight.shape[0] * weight.shape[1] <= winograd_f4.MAX_CHANNEL_PRODUCT:

@@ -199,11 +199,15 @@ def _ops(net: RandomVGG, dtype=torch.float32):
 
 
 @needs_ext
-def test_plan_uses_f4_from_64_channels_but_never_first():
-    """F(4x4, 3x3) from 64 channels, in the first block too (banded with its pooling), but never
-    for the first convolution (it convolves the class maps as they are activated)."""
+def test_plan_uses_f4_from_64_channels_first_too_but_not_on_labels():
+    """F(4x4, 3x3) from 64 channels, in the first block too (banded with its pooling), the first
+    convolution included (on 64 classes or more), except on one-hot labels, whose convolution
+    gathers the weight's columns."""
     assert _ops(_net()) == ['conv', 'wino4', 'max', 'out', 'wino4', 'wino4', 'max', 'out', 'wino4', 'max', 'out']
-    assert _ops(RandomVGG(in_channels=64, num_convs=(1, 1), channels=(64, 64)))[0] == 'conv'
+    wide = RandomVGG(in_channels=64, num_convs=(1, 1), channels=(64, 64))
+    assert _ops(wide)[0] == 'wino4'
+    assert wide._plan(torch.float32, torch.device('cpu'), 2, onehot=True)[0][0] == 'conv'
+    assert _ops(RandomVGG(in_channels=63, num_convs=(1, 1), channels=(64, 64)))[0] == 'conv'
     assert 'wino4' not in _ops(_net(), torch.float64)
     assert 'wino4' not in _ops(_net(winograd=False))
     assert 'wino4' not in _ops(RandomVGG(in_channels=3, num_convs=(1, 1), channels=(8, 32)))
@@ -242,6 +246,46 @@ def test_network_matches_direct_convolutions(band_bytes, monkeypatch, simd_level
     assert sorted(op for _, op in fast._transforms) == ['wino4'] * 4
     fast.double()
     assert not fast._transforms
+
+
+@needs_ext
+@pytest.mark.parametrize('kind', ['softmax', 'none', 'onehot'])
+@pytest.mark.parametrize('downsample', ['maxpool', 'avgpool'])  # banded with the pooling, or not
+@pytest.mark.parametrize('band_bytes', [None, 2 * 64 * 20 * 8 * 4])  # one band, or several
+def test_first_convolution_on_class_maps_matches_direct(kind, downsample, band_bytes, monkeypatch, simd_level):
+    """With 64 classes the first convolution runs F(4x4, 3x3) on the activated, masked class
+    maps, band by band: features and logits' gradient within float32 rounding of the direct
+    network's; on one-hot labels it stays direct (its columns gathered by label)."""
+    from mmperc.models.losses import class_maps
+    if band_bytes is not None:
+        monkeypatch.setattr(class_maps, 'ROWS_PER_REACH', 2)
+        monkeypatch.setattr(class_maps, 'BAND_BYTES', band_bytes)
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 64, 22, 20, generator=gen).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 64, (2, 22, 20), generator=gen)
+    valid = torch.rand(2, 22, 20, generator=gen) > 0.2
+
+    def maps(source):
+        return class_maps.ClassMaps(source, kind, valid, num_classes=64, layout=torch.channels_last)
+
+    kwargs = dict(in_channels=64, num_convs=(2, 1), channels=(64, 64), downsample=downsample)
+    fast, direct = RandomVGG(**kwargs), RandomVGG(winograd=False, **kwargs)
+    if band_bytes is not None:
+        assert len(class_maps.ClassMaps(logits).bands(2, align=2)) > 2
+    grads, feats = [], []
+    for net in (fast, direct):
+        source = labels if kind == 'onehot' else logits.clone().requires_grad_()
+        out = net(maps(source))
+        if kind != 'onehot':
+            sum(o.square().sum() for o in out).backward()
+            grads.append(source.grad)
+        feats.append(out)
+    for a, b in zip(*feats):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+    for a, b in zip(grads[:1], grads[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+    first = [op for i, op in fast._transforms if i == 0]
+    assert first == ([] if kind == 'onehot' else ['wino4'])
 
 
 @needs_ext
