@@ -15,15 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import kernels
 from .layout import memory_format
 
 #: The code of an output whose ReLU passes no gradient (not positive); 0-3 give the argmax.
 NO_GRADIENT = 4
 
-try:
-    from . import _max_pool_relu as _ext  # the C++ kernel (setup.py)
-except ImportError:  # not built (no compiler): PyTorch's ops
-    _ext = None
+_ext = kernels.load('_max_pool_relu')  # the C++ kernel (setup.py), or None: PyTorch's ops
 
 
 def available() -> bool:

@@ -25,13 +25,11 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from . import kernels
 from .winograd import _G as F2_G
 from .winograd import transform_with
 
-try:
-    from . import _winograd_f4 as _ext  # the C++ tile transforms (setup.py)
-except ImportError:  # not built: a checkout used without `pip install -e .`, or no compiler
-    _ext = None
+_ext = kernels.load('_winograd_f4')  # the C++ tile transforms (setup.py), or None
 
 _POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(1, 2), Fraction(-2))
 #: Bytes of transformed tiles (input or output) per block of tile rows.
