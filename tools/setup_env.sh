@@ -67,7 +67,7 @@ say "step 5/5: mmperc in editable mode"
     || fail "import check failed" "see the traceback above"
 # setup.py skips a failed build of the C++ kernels (Winograd transforms, pooling; mmperc works without
 # them, slower): here, where mmcv was just compiled, a missing build is an error, not a silent slow path
-"$VENV/bin/python" -c "from mmperc.models.losses import max_pool_relu, winograd_f4
+MMPERC_KERNELS=1 "$VENV/bin/python" -c "from mmperc.models.losses import max_pool_relu, winograd_f4
 assert winograd_f4.available() and max_pool_relu.available()" \
     || fail "mmperc's C++ kernels did not build" \
         "needs g++ with OpenMP; see the compiler error: $VENV/bin/pip install --no-build-isolation --no-deps -v -e $ROOT"
