@@ -16,8 +16,8 @@
 # and the loss's gradient against the reference's on CUDA, then the tools on NCCL (train with --amp,
 # test, --resume; about 7 minutes in all on an H200):
 #   STAGES="grad_check gpu_check" GPU_CHECK_AMP=only GPU_CHECK_LIMIT=330 bash benchmarks/gpu_device_run.sh 15
-# or, for issue #9 at the current code in one call (the gradient checked on CUDA first, then both
-# tables; at most 350 s of stages after the set-up):
+# or, for issue #9 at the current code in one call (the step and loss tables, then the gradient
+# checked on CUDA; at most 350 s of stages after the set-up):
 #   STAGES="grad_check bench_step bench_loss" STEP_LIMIT=140 BENCH_LIMIT=120 bash benchmarks/gpu_device_run.sh
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
