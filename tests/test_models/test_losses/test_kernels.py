@@ -1,3 +1,4 @@
+"""MMPERC_KERNELS: the switch that turns the C++ kernels off (PyTorch's ops alone, as on CUDA)."""
 import json
 
 import pytest
