@@ -29,10 +29,12 @@ from .winograd_f4 import winograd_f4_conv3x3, winograd_f4_input_grad
 #: piece. Sized for its caches: a band stays there from its activation to its convolution.
 BAND_BYTES = 8 * 2**20
 #: The same on other devices (GPUs): a GPU gains nothing from a band in its cache but pays a
-#: kernel launch per op and band, so bands there bound the memory of the class-sized maps and
-#: of the first block's full-resolution maps (at 769x769, batch 8: 2 bands with 19 classes, 11
-#: with 150); ``benchmarks/sweep_bands.py`` measures the choice (H200: 256 MiB against 8, 64
-#: MiB and whole maps).
+#: kernel launch per op and band, so bands there bound the memory of the class-sized maps, and
+#: through them that of the first block's full-resolution maps, 64 / C times as much per map of
+#: 64 channels (counted at the classes alone, unlike the CPU's: at 769x769, batch 8, 2 bands with
+#: 19 classes, 11 with 150 for a lone first convolution and 12 for a banded first block);
+#: ``benchmarks/sweep_bands.py`` measures the choice (H200: 256 MiB against 8, 64 MiB and whole
+#: maps).
 DEVICE_BAND_BYTES = 256 * 2**20
 #: Fewest rows per band, per row of the kernel's reach, so that the reach (its rows activated and
 #: convolved by both neighbouring bands) costs at most 1/8 more: at 769x769 with 150 classes the

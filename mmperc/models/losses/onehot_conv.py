@@ -32,6 +32,11 @@ def onehot_conv2d(labels: Tensor, num_classes: int, weight: Tensor, padding: int
     Under autocast the table holds the weight rounded to the autocast dtype, as the
     convolution of the prediction's maps uses it, so a prediction equal to the one-hot target
     still embeds to the same features; the sums are float32, the result in the autocast dtype.
+    Not so for TF32: on CUDA in float32, cuDNN's convolutions (PyTorch's default,
+    ``torch.backends.cudnn.allow_tf32``) round the prediction's maps and the weight to TF32,
+    while the table keeps float32 weights, so the two first-layer features of a prediction equal
+    to the target differ by about 2e-4 of their size (a floor of the loss far below its
+    values in training; set ``allow_tf32 = False`` for exact float32 on both sides).
 
     Args:
         labels (Tensor): Integer labels; those outside ``[0, num_classes)`` are all-zero
