@@ -35,8 +35,9 @@ def onehot_conv2d(labels: Tensor, num_classes: int, weight: Tensor, padding: int
     Not so for TF32: on CUDA in float32, cuDNN's convolutions (PyTorch's default,
     ``torch.backends.cudnn.allow_tf32``) round the prediction's maps and the weight to TF32,
     while the table keeps float32 weights, so the two first-layer features of a prediction equal
-    to the target differ by about 2e-4 of their size (a floor of the loss far below its
-    values in training; set ``allow_tf32 = False`` for exact float32 on both sides).
+    to the target differ by about 2e-4 of their size (TF32's rounding simulated on the CPU, not
+    measured on a GPU): a floor of the loss far below its values in training; set
+    ``allow_tf32 = False`` for exact float32 on both sides.
 
     Args:
         labels (Tensor): Integer labels; those outside ``[0, num_classes)`` are all-zero
