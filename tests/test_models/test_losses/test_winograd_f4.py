@@ -1,5 +1,6 @@
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable, Optional
 
 import pytest
 import torch
@@ -219,6 +220,32 @@ def test_plan_falls_back_to_f2_without_the_extension(monkeypatch):
     assert ops == ['conv', 'max', 'out', 'conv', 'wino', 'max', 'out']  # 64 -> 256 below F(2x2, 3x3)'s 256
 
 
+def _small_bands(monkeypatch, band_bytes: Optional[int]) -> None:
+    """Bands of as few as 2 rows per row of reach within ``band_bytes`` (None: the defaults)."""
+    from mmperc.models.losses import class_maps
+    if band_bytes is not None:
+        monkeypatch.setattr(class_maps, 'ROWS_PER_REACH', 2)
+        monkeypatch.setattr(class_maps, 'BAND_BYTES', band_bytes)
+
+
+def _assert_matches_direct(fast: RandomVGG, direct: RandomVGG, source: torch.Tensor,
+                           wrap: Callable[[torch.Tensor], object] = lambda s: s) -> None:
+    """The block outputs of ``fast`` on ``wrap(source)`` within float32 rounding of ``direct``'s,
+    and so the gradient w.r.t. a float ``source`` of the sum of their squares."""
+    grads, feats = [], []
+    for net in (fast, direct):
+        s = source.clone().requires_grad_() if source.is_floating_point() else source
+        out = net(wrap(s))
+        if s.requires_grad:
+            sum(o.square().sum() for o in out).backward()
+            grads.append(s.grad)
+        feats.append(out)
+    for a, b in zip(*feats):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+    for a, b in zip(grads[:1], grads[1:]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+
+
 @needs_ext
 @pytest.mark.parametrize('band_bytes', [None, 2 * 3 * 20 * 8 * 4])  # the default (one band here), or several
 def test_network_matches_direct_convolutions(band_bytes, monkeypatch, simd_level):
@@ -226,23 +253,12 @@ def test_network_matches_direct_convolutions(band_bytes, monkeypatch, simd_level
     within float32 rounding of the direct network's; the transforms are kept once per weight and
     dropped on a move."""
     from mmperc.models.losses import class_maps
-    if band_bytes is not None:
-        monkeypatch.setattr(class_maps, 'ROWS_PER_REACH', 2)
-        monkeypatch.setattr(class_maps, 'BAND_BYTES', band_bytes)
-    fast, direct = _net(), _net(winograd=False)
+    _small_bands(monkeypatch, band_bytes)
+    fast = _net()
     x = torch.randn(2, 3, 24, 20, generator=torch.Generator().manual_seed(0))
     if band_bytes is not None:
         assert len(class_maps.ClassMaps(x).bands(1, align=2)) > 2
-    grads, feats = [], []
-    for net in (fast, direct):
-        xi = x.clone().requires_grad_()
-        out = net(xi)
-        sum(o.square().sum() for o in out).backward()
-        grads.append(xi.grad)
-        feats.append(out)
-    for a, b in zip(*feats):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
-    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-5 * float(grads[1].abs().max()))
+    _assert_matches_direct(fast, _net(winograd=False), x)
     assert sorted(op for _, op in fast._transforms) == ['wino4'] * 4
     fast.double()
     assert not fast._transforms
@@ -257,33 +273,17 @@ def test_first_convolution_on_class_maps_matches_direct(kind, downsample, band_b
     maps, band by band: features and logits' gradient within float32 rounding of the direct
     network's; on one-hot labels it stays direct (its columns gathered by label)."""
     from mmperc.models.losses import class_maps
-    if band_bytes is not None:
-        monkeypatch.setattr(class_maps, 'ROWS_PER_REACH', 2)
-        monkeypatch.setattr(class_maps, 'BAND_BYTES', band_bytes)
+    _small_bands(monkeypatch, band_bytes)
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 64, 22, 20, generator=gen).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 64, (2, 22, 20), generator=gen)
     valid = torch.rand(2, 22, 20, generator=gen) > 0.2
-
-    def maps(source):
-        return class_maps.ClassMaps(source, kind, valid, num_classes=64, layout=torch.channels_last)
-
     kwargs = dict(in_channels=64, num_convs=(2, 1), channels=(64, 64), downsample=downsample)
-    fast, direct = RandomVGG(**kwargs), RandomVGG(winograd=False, **kwargs)
+    fast = RandomVGG(**kwargs)
     if band_bytes is not None:
         assert len(class_maps.ClassMaps(logits).bands(2, align=2)) > 2
-    grads, feats = [], []
-    for net in (fast, direct):
-        source = labels if kind == 'onehot' else logits.clone().requires_grad_()
-        out = net(maps(source))
-        if kind != 'onehot':
-            sum(o.square().sum() for o in out).backward()
-            grads.append(source.grad)
-        feats.append(out)
-    for a, b in zip(*feats):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
-    for a, b in zip(grads[:1], grads[1:]):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
+    _assert_matches_direct(fast, RandomVGG(winograd=False, **kwargs), labels if kind == 'onehot' else logits,
+                           lambda s: class_maps.ClassMaps(s, kind, valid, num_classes=64, layout=torch.channels_last))
     first = [op for i, op in fast._transforms if i == 0]
     assert first == ([] if kind == 'onehot' else ['wino4'])
 
