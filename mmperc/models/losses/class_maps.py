@@ -322,11 +322,17 @@ def first_conv_input_grad(maps: ClassMaps, weight: Tensor, grad: Tensor, stride:
     return out
 
 
+def _cpp_tiles(op: str) -> bool:
+    """Whether a convolution of ``op`` runs its Winograd tile transforms in C++: ``'wino4'``
+    always (it needs them), ``'wino'`` where they are built (else in PyTorch)."""
+    return op == 'wino4' or (op == 'wino' and winograd_f4.available())
+
+
 def plan_conv(x: Tensor, op: str, weight: Tensor, stride: int, pad: int) -> Tensor:
     """A loss-network convolution of ``op``: ``'conv'`` (direct), or ``'wino'`` / ``'wino4'``
     (``weight`` its Winograd F(2x2, 3x3) / F(4x4, 3x3) transform; stride 1), whose tile
     transforms run in C++ where it is built (F(2x2, 3x3) else in PyTorch)."""
-    if op == 'wino4' or (op == 'wino' and winograd_f4.available()):
+    if _cpp_tiles(op):
         return winograd_f4_conv3x3(x, weight)
     if op == 'wino':
         return winograd_conv3x3(x, weight)
@@ -336,7 +342,7 @@ def plan_conv(x: Tensor, op: str, weight: Tensor, stride: int, pad: int) -> Tens
 def plan_conv_input_grad(shape: Sequence[int], op: str, weight: Tensor, grad: Tensor, stride: int,
                          pad: int) -> Tensor:
     """The input gradient of :func:`plan_conv` for an input of ``shape``."""
-    if op == 'wino4' or (op == 'wino' and winograd_f4.available()):
+    if _cpp_tiles(op):
         return winograd_f4_input_grad(grad, weight)
     if op == 'wino':
         return winograd_conv3x3(grad, weight, transpose=True)
