@@ -355,9 +355,12 @@ def out_channels(op: str, weight: Tensor) -> int:
     return weight.shape[-1] if op in ('wino', 'wino4') else weight.shape[0]
 
 
-def _widest(layers: Sequence[Tuple[str, Tensor]]) -> int:
-    """The most output channels of the first block's convolutions."""
-    return max(out_channels(op, weight) for op, weight in layers)
+def _block_bands(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], pad: int) -> List[Tuple[int, int, int, int]]:
+    """The first block's bands (:func:`_bands`), the same in its forward and backward: starting on
+    even rows, with the reach of all its convolutions ``layers``, counted (on the CPU) at their
+    widest output."""
+    widest = max(out_channels(op, weight) for op, weight in layers)
+    return _bands(maps, 1, pad * len(layers), align=2, width=widest)
 
 
 def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], pad: int,
@@ -383,7 +386,7 @@ def first_block_max_pool(maps: ClassMaps, layers: Sequence[Tuple[str, Tensor]], 
     masks: List[Tensor] = []
     images = [slice(None)]
     fused = False
-    for start, stop, a, b in _bands(maps, 1, pad * len(layers), align=2, width=_widest(layers)):
+    for start, stop, a, b in _block_bands(maps, layers, pad):
         y = maps.conv_rows(a, b, layers[0][1], pad, op=layers[0][0])
         for j, (op, weight) in enumerate(layers):  # exact on rows [start, stop) at the end
             if j:
@@ -440,7 +443,7 @@ def first_block_max_pool_input_grad(maps: ClassMaps, layers: Sequence[Tuple[str,
     ``[codes]``) or the pooling kernel's own backward (``[argmax]``, the last ReLU's mask
     applied to ``grad`` already), then through the convolutions and the ReLU ``masks``."""
     n, c, h, w = maps.shape
-    bands = _bands(maps, 1, pad * len(layers), align=2, width=_widest(layers))
+    bands = _block_bands(maps, layers, pad)
     out = maps.new_grad() if len(bands) > 1 else None
     for start, stop, a, b in bands:
         top, bottom = a - a % 2, min(b + b % 2, h)  # the whole pooling windows over rows [a, b)
